@@ -1,0 +1,404 @@
+//! The command line: `run`, `list`, `lint` (and `compare`).
+//!
+//! Exit codes: 0 = no FAIL and no Error; 2 = bad input (flags, configuration, scenario or
+//! dataset files); 3 = runtime error (an Error result, or outputs could not be written);
+//! 4 = conformance failure (at least one FAIL).
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+use indexmap::IndexMap;
+use serde_json::{json, Value as J};
+
+use crate::config::{self, Config};
+use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::expect::Schemas;
+use crate::http::{Client, ClientConfig};
+use crate::pack::{self, Pack};
+use crate::plan::{self, PlanKind, PlanNode};
+use crate::redact::{Redactor, Secret};
+use crate::report;
+use crate::results::{roll_up_apis, roll_up_data, RunResult, Status};
+use crate::run::{Observer, Runner};
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: bad input.
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: runtime error.
+pub const EXIT_RUNTIME: i32 = 3;
+/// Exit code: the registry failed conformance.
+pub const EXIT_FAIL: i32 = 4;
+
+const AFTER_HELP: &str = "\
+Configuration comes from, lowest first: the pack's per-version defaults, legacy OCI_* variables,
+oci-conformance.yaml (or $OCI_CONFIGURATION), OCI_* variables, then flags. See README.md.
+
+Exit codes:
+  0  no FAIL and no Error
+  2  bad input (flags, configuration, scenario or dataset files)
+  3  runtime error (an Error result, or outputs could not be written)
+  4  conformance failure (at least one FAIL)";
+
+/// Conformance tests for the OCI Distribution Spec, written as YAML scenarios.
+#[derive(Parser, Debug)]
+#[command(name = "oci-conform", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the conformance tests against a registry and write results.yaml and junit.xml.
+    Run(RunArgs),
+    /// Print the test plan (what `run` would do) without sending anything.
+    List(ConfigArgs),
+    /// Check scenario, dataset and pack files: schema, keys, templates; errors as file:line:col.
+    Lint(LintArgs),
+}
+
+/// Flags that feed the configuration.
+#[derive(Args, Debug, Default)]
+struct ConfigArgs {
+    /// Registry host[:port] (OCI_REGISTRY).
+    #[arg(long)]
+    registry: Option<String>,
+    /// TLS mode: enabled, insecure or disabled (OCI_TLS).
+    #[arg(long)]
+    tls: Option<String>,
+    /// Repository to push to (OCI_REPO1).
+    #[arg(long)]
+    repo1: Option<String>,
+    /// Second repository (OCI_REPO2).
+    #[arg(long)]
+    repo2: Option<String>,
+    /// Spec version: 1.0, 1.1 (stable) or dev (OCI_VERSION).
+    #[arg(long = "spec-version")]
+    spec_version: Option<String>,
+    /// Folder holding the packs (default: ./specs, else next to the binary; OCI_SPECS_DIR).
+    #[arg(long, env = "OCI_SPECS_DIR")]
+    specs: Option<PathBuf>,
+    /// Run only tests whose id or name starts with this (repeatable; OCI_FILTER_TEST).
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Content seed; the same seed sends the same bytes (OCI_SEED).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Set any configuration key, e.g. --set apis.tags.delete=false (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Where to write the results (OCI_RESULTS_DIR).
+    #[arg(long = "results-dir")]
+    results_dir: Option<String>,
+    /// Seconds a request may go without progress (OCI_REQUEST_TIMEOUT).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Independent groups run at once (OCI_PARALLEL).
+    #[arg(short = 'j', long = "parallel")]
+    parallel: Option<u64>,
+    /// Print only the summary.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print every request and answer (credentials masked).
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Args, Debug)]
+struct LintArgs {
+    /// Pack folders, scenario or dataset files (default: the specs folder).
+    paths: Vec<PathBuf>,
+    /// Folder holding the packs (OCI_SPECS_DIR).
+    #[arg(long, env = "OCI_SPECS_DIR")]
+    specs: Option<PathBuf>,
+}
+
+/// Entry point: parses arguments, runs the command and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_BAD_INPUT } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let env: IndexMap<String, String> = std::env::vars().collect();
+    let result = match cli.command {
+        Command::Run(args) => run(&args, &env),
+        Command::List(args) => list(&args, &env),
+        Command::Lint(args) => lint(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(d) => {
+            eprint!("{}", d.render());
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+fn flag_layer(args: &ConfigArgs, extra: &[(&str, Option<J>)]) -> Result<J, Diagnostics> {
+    let mut layer = config::parse_overrides(&args.set)?;
+    let mut flags = json!({});
+    let pairs = [
+        ("registry", args.registry.clone().map(J::from)),
+        ("repo1", args.repo1.clone().map(J::from)),
+        ("repo2", args.repo2.clone().map(J::from)),
+        ("version", args.spec_version.clone().map(J::from)),
+        ("seed", args.seed.map(J::from)),
+        ("tls", match &args.tls {
+            Some(t) => Some(config::parse_value(config::Kind::Tls, t, "--tls").map_err(|m| Diagnostic::new(Pos::default(), m))?),
+            None => None,
+        }),
+    ];
+    for (k, v) in pairs.into_iter().chain(extra.iter().cloned()) {
+        if let Some(v) = v {
+            flags[k] = v;
+        }
+    }
+    config::merge(&mut layer, &flags);
+    Ok(layer)
+}
+
+/// Everything a command needs once inputs are loaded.
+struct Loaded {
+    pack: Pack,
+    config: Config,
+    filters: Vec<String>,
+}
+
+fn load(args: &ConfigArgs, env: &IndexMap<String, String>, extra: &[(&str, Option<J>)]) -> Result<Loaded, Diagnostics> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let flags = flag_layer(args, extra)?;
+    let sources = config::gather(env, &cwd, flags)?;
+    for w in &sources.warnings {
+        eprintln!("{w}");
+    }
+    let version = sources.version();
+    let specs = pack::specs_dir(args.specs.as_deref());
+    let dir = pack::find(&specs, &version)?;
+    let pack = pack::load(&dir)?;
+    let config = config::resolve(&sources, &pack.defaults, &pack.spec_version)?;
+    let mut filters = args.filter.clone();
+    if !config.filter_test.is_empty() {
+        filters.push(config.filter_test.clone());
+    }
+    Ok(Loaded { pack, config, filters })
+}
+
+fn random_seed() -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let mut rng = crate::content::Rng::from_label(&format!("{nanos}/{}", std::process::id()));
+    rng.next_u64() % 1_000_000_000_000
+}
+
+fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
+    let extra = [
+        ("resultsDir", args.results_dir.clone().map(J::from)),
+        ("requestTimeout", args.timeout.map(J::from)),
+        ("parallel", args.parallel.map(J::from)),
+    ];
+    let Loaded { pack, config, filters } = load(&args.config, env, &extra)?;
+    let seed = config.seed.unwrap_or_else(random_seed);
+    let plan = plan::build(&pack, &config, &filters, seed)?;
+    let redactor = Redactor::default();
+    let client = Client::new(
+        ClientConfig {
+            timeout: std::time::Duration::from_secs(config.request_timeout),
+            tls: config.tls,
+            ca_file: config.tls_ca_file.as_ref().map(PathBuf::from),
+            username: config.username.clone(),
+            password: Secret::new(config.password.clone()),
+            cache_auth: config.cache_auth,
+        },
+        redactor.clone(),
+    )
+    .map_err(|m| Diagnostic::new(Pos::default(), m))?;
+    let schemas = Schemas::new(&pack.schemas_dir);
+    let total = plan.root.case_count();
+    let tty = std::io::stderr().is_terminal();
+    let color = tty && std::env::var_os("NO_COLOR").is_none();
+    let progress = Progress { total, done: std::sync::atomic::AtomicUsize::new(0), tty, quiet: args.quiet, verbose: args.verbose, redactor: redactor.clone() };
+    if !args.quiet {
+        eprintln!("oci-conform {} · spec {} · {} · {total} tests · seed {seed}", env!("CARGO_PKG_VERSION"), pack.spec_version, config.base_url());
+    }
+    let started = now_rfc3339();
+    let t0 = Instant::now();
+    let runner = Runner { client: &client, store: &plan.store, schemas: &schemas, base: config.base_url(), observer: &progress };
+    let root = runner.run(&plan);
+    if tty && !args.quiet {
+        eprint!("\r\x1b[2K");
+    }
+    let cases = root.cases();
+    let result = RunResult {
+        apis: roll_up_apis(&plan.apis, &cases),
+        data: roll_up_data(&plan.data, &cases),
+        root: root.clone(),
+        config: config.redacted(),
+        seed,
+        spec_version: pack.spec_version.clone(),
+        pack_dir: crate::diag::display_path(&pack.dir),
+        pack_digest: pack.digest.clone(),
+        spec_url: pack.spec_url.clone(),
+        anchors: pack.anchors.clone(),
+        started,
+        duration: t0.elapsed(),
+        registry: config.base_url(),
+        leftovers: Vec::new(),
+        parallel: config.parallel,
+    };
+    let dir = PathBuf::from(&config.results_dir);
+    let written = report::write(&dir, "results.yaml", &report::yaml::render(&result), &redactor)
+        .and_then(|()| report::write(&dir, "junit.xml", &report::junit::render(&result), &redactor));
+    println!("{}", redactor.scrub(&report::console::summary(&result, color)));
+    if let Err(e) = written {
+        eprintln!("error: cannot write results to {}: {e}", dir.display());
+        return Ok(EXIT_RUNTIME);
+    }
+    eprintln!("Results written to {}", dir.display());
+    let status = result.status();
+    Ok(if status == Status::Error {
+        EXIT_RUNTIME
+    } else if status == Status::Fail {
+        EXIT_FAIL
+    } else {
+        EXIT_OK
+    })
+}
+
+struct Progress {
+    total: usize,
+    done: std::sync::atomic::AtomicUsize,
+    tty: bool,
+    quiet: bool,
+    verbose: bool,
+    redactor: Redactor,
+}
+
+impl Observer for Progress {
+    fn group_started(&self, node: &PlanNode<'_>) {
+        if self.tty && !self.quiet {
+            let done = self.done.load(std::sync::atomic::Ordering::Relaxed);
+            eprint!("\r\x1b[2K[{done}/{}] {}", self.total, node.id);
+        }
+    }
+
+    fn case_finished(&self, case: &crate::results::CaseResult) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if self.quiet {
+            return;
+        }
+        if self.verbose {
+            for e in &case.exchanges {
+                eprintln!("{}", self.redactor.scrub(&report::console::exchange(e)));
+            }
+        }
+        if self.tty {
+            eprint!("\r\x1b[2K[{done}/{}] {}", self.total, case.id);
+        } else if matches!(case.status, Status::Fail | Status::Error) || self.verbose {
+            eprintln!("[{done}/{}] {} {}", self.total, case.status, case.id);
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn list(args: &ConfigArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
+    let Loaded { pack, config, filters } = load(args, env, &[])?;
+    let plan = plan::build(&pack, &config, &filters, config.seed.unwrap_or(1))?;
+    let mut out = String::new();
+    plan.root.walk(&mut |n, depth| {
+        let indent = "  ".repeat(depth);
+        match &n.kind {
+            PlanKind::Group { .. } => out.push_str(&format!("{indent}{} ({} tests)\n", if n.id.is_empty() { &n.name } else { &n.id }, n.case_count())),
+            PlanKind::Case(_) => {
+                let mut line = format!("{indent}{}", n.id);
+                if !n.apis.is_empty() {
+                    line.push_str(&format!("  [{}]", n.apis.join(", ")));
+                }
+                if let Some(d) = &n.disabled {
+                    line.push_str(&format!("  Disabled: {d}"));
+                }
+                if !n.when.is_empty() {
+                    line.push_str("  (conditional)");
+                }
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+    });
+    print!("{out}");
+    println!("{} tests in {} · spec {}", plan.root.case_count(), crate::diag::display_path(&pack.dir), pack.spec_version);
+    Ok(EXIT_OK)
+}
+
+fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
+    let specs = pack::specs_dir(args.specs.as_deref());
+    let paths = if args.paths.is_empty() { vec![specs] } else { args.paths.clone() };
+    let mut diags = Diagnostics::default();
+    let mut checked = 0;
+    for p in &paths {
+        if !p.exists() {
+            diags.push(Diagnostic::new(Pos::file(p), "no such file or folder"));
+            continue;
+        }
+        for target in lint_targets(p) {
+            checked += 1;
+            diags.0.extend(crate::lint::check(&target).0);
+        }
+    }
+    let mut seen = Vec::new();
+    diags.0.retain(|d| {
+        let key = d.to_string();
+        let fresh = !seen.contains(&key);
+        seen.push(key);
+        fresh
+    });
+    if diags.is_empty() {
+        println!("ok: {checked} target(s) checked");
+        Ok(EXIT_OK)
+    } else {
+        eprint!("{}", diags.render());
+        eprintln!("{} problem(s) found", diags.0.len());
+        Ok(EXIT_BAD_INPUT)
+    }
+}
+
+/// Pack folders under `p` (or `p` itself when it is a file or a pack).
+fn lint_targets(p: &Path) -> Vec<PathBuf> {
+    if p.is_file() || p.join("pack.yaml").exists() {
+        return vec![p.to_path_buf()];
+    }
+    let mut out: Vec<PathBuf> = std::fs::read_dir(p)
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|d| d.join("pack.yaml").exists()).collect())
+        .unwrap_or_default();
+    out.sort();
+    if out.is_empty() {
+        out.push(p.to_path_buf());
+    }
+    out
+}

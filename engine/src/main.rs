@@ -1,0 +1,5 @@
+//! The `oci-conform` binary.
+
+fn main() {
+    std::process::exit(oci_conform::cli::main());
+}

@@ -1,0 +1,417 @@
+//! A spec pack: `specs/<version>/pack.yaml` and every scenario and dataset file it reaches.
+//!
+//! `pack.yaml` names the spec version (and the version strings that select it), the per-version
+//! configuration defaults, the API labels with the toggles that gate them, the data sets with
+//! theirs, and the root items of the test tree. Files are referenced with `use:` paths relative
+//! to the referencing file; a pack may use another pack's files (dev builds on 1.1), never the
+//! other way round, so pinning a version pins its behaviour.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::dataset::{self, DatasetSpec, RecipeResolver};
+use crate::de::{from_node, Located, Raw};
+use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::scenario::{self, NodeSpec, Resolver};
+use crate::template::{Expr, ValueTmpl};
+use crate::yaml::{self, Node, Value as Y};
+
+/// Marker for an error already recorded in the loader's list.
+const REPORTED: &str = "\u{0}reported";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PackDef {
+    #[serde(default)]
+    schema_version: Option<u32>,
+    #[serde(rename = "$schema", default)]
+    _schema: Option<String>,
+    name: String,
+    spec_version: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    spec: SpecDef,
+    #[serde(default)]
+    defaults: Option<Raw>,
+    #[serde(default)]
+    apis: Vec<ApiDef>,
+    #[serde(default)]
+    datasets: Vec<DatasetRefDef>,
+    #[serde(default)]
+    vars: IndexMap<String, Raw>,
+    #[serde(default)]
+    schemas: Option<String>,
+    items: Raw,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SpecDef {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    anchors: IndexMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiDef {
+    name: String,
+    #[serde(default)]
+    requires: Option<Located<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatasetRefDef {
+    #[serde(rename = "use")]
+    use_: Located<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    display: Option<String>,
+    #[serde(default)]
+    with: IndexMap<String, Raw>,
+    #[serde(default)]
+    requires: Option<Located<String>>,
+    #[serde(default)]
+    group: Option<String>,
+}
+
+/// A loaded, compiled pack.
+#[derive(Debug)]
+pub struct Pack {
+    /// The pack directory.
+    pub dir: PathBuf,
+    /// Root node name (`OCI Conformance Test`).
+    pub name: String,
+    /// The spec version the pack encodes.
+    pub spec_version: String,
+    /// Version strings that select this pack.
+    pub aliases: Vec<String>,
+    /// Description.
+    pub summary: Option<String>,
+    /// Link to the spec text.
+    pub spec_url: Option<String>,
+    /// Anchor → URL (or fragment) for reports.
+    pub anchors: IndexMap<String, String>,
+    /// Configuration defaults of this version.
+    pub defaults: serde_json::Value,
+    /// API labels in report order, with the configuration condition that enables each.
+    pub apis: Vec<(String, Option<Expr>)>,
+    /// Data sets in run order.
+    pub datasets: Vec<DatasetRef>,
+    /// Variables bound at the root.
+    pub vars: Vec<(String, ValueTmpl)>,
+    /// The test tree.
+    pub root: NodeSpec,
+    /// Where JSON Schemas for `expect.body.schema` live.
+    pub schemas_dir: PathBuf,
+    /// Every file the pack reads.
+    pub files: Vec<PathBuf>,
+    /// A digest over all those files, so results name the exact pack content.
+    pub digest: String,
+}
+
+/// A data set as the pack uses it.
+#[derive(Debug)]
+pub struct DatasetRef {
+    /// The compiled dataset file.
+    pub spec: Arc<DatasetSpec>,
+    /// Name override.
+    pub name: Option<String>,
+    /// Display name override.
+    pub display: Option<String>,
+    /// Parameters.
+    pub with: Vec<(String, ValueTmpl)>,
+    /// Configuration condition.
+    pub requires: Option<Expr>,
+    /// Which flow iterates it (`sets` by default).
+    pub group: String,
+    /// Where the reference is written.
+    pub pos: Pos,
+}
+
+/// Loads scenario and dataset files once each, resolving `use:` paths.
+#[derive(Default)]
+pub struct Loader {
+    nodes: HashMap<PathBuf, Arc<NodeSpec>>,
+    datasets: HashMap<PathBuf, Arc<DatasetSpec>>,
+    stack: Vec<PathBuf>,
+    /// Every problem found so far.
+    pub diags: Diagnostics,
+    /// Every file read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+impl Loader {
+    fn path_from(&self, path: &str, from: &Pos) -> PathBuf {
+        let base = from.file.as_ref().and_then(|f| f.parent().map(Path::to_path_buf)).unwrap_or_default();
+        normalize(&base.join(path))
+    }
+
+    fn enter(&mut self, path: &Path, from: &Pos) -> Result<Node, Diagnostic> {
+        if self.stack.iter().any(|p| p == path) {
+            let chain: Vec<String> = self.stack.iter().chain([&path.to_path_buf()]).map(|p| crate::diag::display_path(p)).collect();
+            return Err(Diagnostic::new(from.clone(), format!("`use` cycle: {}", chain.join(" → "))));
+        }
+        if !path.exists() {
+            return Err(Diagnostic::new(from.clone(), format!("no such file: {}", crate::diag::display_path(path))));
+        }
+        if !self.files.contains(&path.to_path_buf()) {
+            self.files.push(path.to_path_buf());
+        }
+        yaml::load(path)
+    }
+
+    /// Loads and compiles one scenario file.
+    pub fn node_file(&mut self, path: &Path, from: &Pos) -> Result<Arc<NodeSpec>, Diagnostic> {
+        let path = normalize(path);
+        if let Some(n) = self.nodes.get(&path) {
+            return Ok(n.clone());
+        }
+        let node = self.enter(&path, from)?;
+        self.stack.push(path.clone());
+        let compiled = scenario::compile_node(&node, self);
+        self.stack.pop();
+        match compiled {
+            Ok(spec) => {
+                let spec = Arc::new(spec);
+                self.nodes.insert(path, spec.clone());
+                Ok(spec)
+            }
+            Err(d) => {
+                self.record(d);
+                Err(Diagnostic::new(from.clone(), REPORTED))
+            }
+        }
+    }
+
+    /// Loads and compiles one dataset or recipe file.
+    pub fn dataset_file(&mut self, path: &Path, from: &Pos) -> Result<Arc<DatasetSpec>, Diagnostic> {
+        let path = normalize(path);
+        if let Some(d) = self.datasets.get(&path) {
+            return Ok(d.clone());
+        }
+        let node = self.enter(&path, from)?;
+        self.stack.push(path.clone());
+        let compiled = dataset::compile(&node, self);
+        self.stack.pop();
+        match compiled {
+            Ok(spec) => {
+                let spec = Arc::new(spec);
+                self.datasets.insert(path, spec.clone());
+                Ok(spec)
+            }
+            Err(d) => {
+                self.record(d);
+                Err(Diagnostic::new(from.clone(), REPORTED))
+            }
+        }
+    }
+
+    fn record(&mut self, d: Diagnostics) {
+        for x in d.0 {
+            if x.message != REPORTED && !self.diags.0.contains(&x) {
+                self.diags.push(x);
+            }
+        }
+    }
+}
+
+impl Resolver for Loader {
+    fn resolve(&mut self, path: &str, from: &Pos) -> Result<Arc<NodeSpec>, Diagnostic> {
+        let p = self.path_from(path, from);
+        self.node_file(&p, from)
+    }
+}
+
+impl RecipeResolver for Loader {
+    fn resolve_recipe(&mut self, path: &str, from: &Pos) -> Result<Arc<DatasetSpec>, Diagnostic> {
+        let p = self.path_from(path, from);
+        self.dataset_file(&p, from)
+    }
+}
+
+/// Removes `.` and `..` components without touching the file system.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Loads the pack in `dir` (which holds `pack.yaml`).
+pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
+    let dir = normalize(&absolute(dir));
+    let file = dir.join("pack.yaml");
+    let node = yaml::load(&file).map_err(Diagnostics::from)?;
+    let def: PackDef = from_node(&node).map_err(Diagnostics::from)?;
+    let mut loader = Loader { files: vec![file.clone()], ..Loader::default() };
+    let mut diags = Diagnostics::default();
+    if def.schema_version.is_some_and(|v| v != 1) {
+        diags.push(Diagnostic::new(Pos::file(&file), "unsupported schemaVersion (this engine reads version 1)"));
+    }
+
+    let apis = def
+        .apis
+        .iter()
+        .map(|a| (a.name.clone(), a.requires.as_ref().and_then(|r| Expr::new(&r.value, &r.pos).map_err(|d| diags.push(d)).ok())))
+        .collect();
+
+    let mut datasets = Vec::new();
+    for d in &def.datasets {
+        let path = loader.path_from(&d.use_.value, &d.use_.pos);
+        let Ok(spec) = loader.dataset_file(&path, &d.use_.pos).map_err(|e| {
+            if e.message != REPORTED {
+                diags.push(e);
+            }
+        }) else {
+            continue;
+        };
+        let with = d
+            .with
+            .iter()
+            .filter_map(|(k, v)| ValueTmpl::from_raw(v).map_err(|e| diags.push(e)).ok().map(|v| (k.clone(), v)))
+            .collect();
+        datasets.push(DatasetRef {
+            spec,
+            name: d.name.clone(),
+            display: d.display.clone(),
+            with,
+            requires: d.requires.as_ref().and_then(|r| Expr::new(&r.value, &r.pos).map_err(|e| diags.push(e)).ok()),
+            group: d.group.clone().unwrap_or_else(|| "sets".into()),
+            pos: d.use_.pos.clone(),
+        });
+    }
+
+    let vars = def
+        .vars
+        .iter()
+        .filter_map(|(k, v)| ValueTmpl::from_raw(v).map_err(|e| diags.push(e)).ok().map(|v| (k.clone(), v)))
+        .collect();
+
+    // The root is a group named after the pack holding the pack's items.
+    let root_node = Node {
+        pos: def.items.0.pos.clone(),
+        value: Y::Map(vec![
+            (Node::synthetic(Y::Str("name".into())), Node::synthetic(Y::Str(def.name.clone()))),
+            (Node::synthetic(Y::Str("items".into())), def.items.0.clone()),
+        ]),
+    };
+    let root = match scenario::compile_node(&root_node, &mut loader) {
+        Ok(r) => Some(r),
+        Err(d) => {
+            loader.record(d);
+            None
+        }
+    };
+    diags.0.extend(loader.diags.0.drain(..));
+    let Some(root) = root.filter(|_| diags.is_empty()) else {
+        return Err(diags);
+    };
+
+    let defaults = def.defaults.as_ref().map_or(serde_json::json!({}), |d| d.0.to_json());
+    let schemas_dir = normalize(&dir.join(def.schemas.as_deref().unwrap_or("../../schemas")));
+    let digest = files_digest(&loader.files);
+    Ok(Pack {
+        dir,
+        name: def.name,
+        spec_version: def.spec_version,
+        aliases: def.aliases,
+        summary: def.summary,
+        spec_url: def.spec.url,
+        anchors: def.spec.anchors,
+        defaults,
+        apis,
+        datasets,
+        vars,
+        root,
+        schemas_dir,
+        files: loader.files,
+        digest,
+    })
+}
+
+fn files_digest(files: &[PathBuf]) -> String {
+    use sha2::Digest as _;
+    let mut sorted: Vec<&PathBuf> = files.iter().collect();
+    sorted.sort();
+    let mut h = sha2::Sha256::new();
+    for f in sorted {
+        h.update(std::fs::read(f).unwrap_or_default());
+    }
+    format!("sha256:{}", crate::template::hex(&h.finalize()))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Finds the pack whose `specVersion` or `aliases` match `version` among `specs_dir/*/`.
+pub fn find(specs_dir: &Path, version: &str) -> Result<PathBuf, Diagnostic> {
+    let entries = std::fs::read_dir(specs_dir).map_err(|e| {
+        Diagnostic::new(Pos::file(specs_dir), format!("cannot read the specs folder: {e}"))
+            .with_hint("pass --specs DIR or set OCI_SPECS_DIR to the folder holding 1.0/, 1.1/, dev/")
+    })?;
+    let mut known = Vec::new();
+    let mut dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("pack.yaml").exists()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let node = yaml::load(&dir.join("pack.yaml"))?;
+        let version_of = node.get("specVersion").map(Node::scalar_text).unwrap_or_default();
+        let mut names = vec![version_of.clone()];
+        if let Some(Y::Seq(items)) = node.get("aliases").map(|n| &n.value) {
+            names.extend(items.iter().map(Node::scalar_text));
+        }
+        if names.iter().any(|n| n == version) {
+            return Ok(dir);
+        }
+        known.push(version_of);
+    }
+    Err(Diagnostic::new(Pos::file(specs_dir), format!("unsupported config version `{version}`"))
+        .with_hint(format!("packs available: {}", known.join(", "))))
+}
+
+/// The specs folder: given explicitly, else `./specs`, else next to the executable.
+pub fn specs_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if Path::new("specs").is_dir() {
+        return PathBuf::from("specs");
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1) {
+            let candidate = dir.join("specs");
+            if candidate.join("1.1").join("pack.yaml").exists() {
+                return candidate;
+            }
+            let share = dir.join("share").join("oci-conform").join("specs");
+            if share.is_dir() {
+                return share;
+            }
+        }
+    }
+    PathBuf::from("specs")
+}

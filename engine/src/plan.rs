@@ -1,0 +1,499 @@
+//! The plan: the expanded test tree, decided before anything is sent.
+//!
+//! Planning evaluates what the configuration and the datasets determine — `for_each` lists,
+//! `use` parameters, `vars`, names, API and data labels, `requires` toggles and `--filter` —
+//! and yields [`PlanNode`]s. Conditions that depend on answers (`when`, `skip_unless`) stay
+//! attached to the nodes and are evaluated by the runner. `oci-conform list` prints this plan.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use minijinja::value::Value;
+
+use crate::config::Config;
+use crate::content::Store;
+use crate::dataset::{self, Dataset, GenContext};
+use crate::diag::{Diagnostic, Pos};
+use crate::pack::Pack;
+use crate::results::Status;
+use crate::scenario::{CaseSpec, Level, NodeBody, NodeSpec};
+use crate::template::{from_json, map_value, Expr, Scope, Tmpl};
+
+/// A planned node.
+#[derive(Debug)]
+pub struct PlanNode<'p> {
+    /// Unique path-like id (no root prefix), e.g. `sha256 blobs/post+put/blob-head`.
+    pub id: String,
+    /// Name, as the official suite names the node.
+    pub name: String,
+    /// Full name including the root.
+    pub path: String,
+    /// Variables bound at this node (for_each item, `with`, `vars`).
+    pub vars: IndexMap<String, Value>,
+    /// Data label.
+    pub data: Option<String>,
+    /// API labels.
+    pub apis: Vec<String>,
+    /// Spec anchors.
+    pub spec: Vec<String>,
+    /// Requirement ids.
+    pub req: Vec<String>,
+    /// Level.
+    pub level: Level,
+    /// Where the node is written.
+    pub source: Pos,
+    /// One-line description.
+    pub summary: Option<String>,
+    /// Judgement notes.
+    pub note: Option<String>,
+    /// Why the node is Disabled, if it is.
+    pub disabled: Option<String>,
+    /// Run-time conditions: all must hold, else the node is omitted.
+    pub when: Vec<&'p Expr>,
+    /// Run-time conditions: when one is false, the node's cases are recorded as Skip.
+    pub skip_unless: Vec<(&'p Expr, Option<&'p Tmpl>)>,
+    /// Exclusive resource keys.
+    pub exclusive: Vec<String>,
+    /// Group or case.
+    pub kind: PlanKind<'p>,
+}
+
+/// What a planned node is.
+#[derive(Debug)]
+pub enum PlanKind<'p> {
+    /// A group.
+    Group {
+        /// Children in order.
+        children: Vec<PlanNode<'p>>,
+        /// Whether children may run concurrently.
+        parallel: bool,
+    },
+    /// A case and its steps.
+    Case(&'p CaseSpec),
+}
+
+impl PlanNode<'_> {
+    /// Number of cases below (or 1 for a case).
+    pub fn case_count(&self) -> usize {
+        match &self.kind {
+            PlanKind::Case(_) => 1,
+            PlanKind::Group { children, .. } => children.iter().map(PlanNode::case_count).sum(),
+        }
+    }
+
+    /// Visits every node depth-first.
+    pub fn walk<'a>(&'a self, f: &mut impl FnMut(&'a Self, usize)) {
+        fn go<'a, 'p>(n: &'a PlanNode<'p>, depth: usize, f: &mut impl FnMut(&'a PlanNode<'p>, usize)) {
+            f(n, depth);
+            if let PlanKind::Group { children, .. } = &n.kind {
+                for c in children {
+                    go(c, depth + 1, f);
+                }
+            }
+        }
+        go(self, 0, f);
+    }
+}
+
+/// The whole plan.
+pub struct Plan<'p> {
+    /// The root group.
+    pub root: PlanNode<'p>,
+    /// Root scope (config, datasets, pack vars).
+    pub scope: Arc<Scope>,
+    /// Generated data sets by name.
+    pub datasets: IndexMap<String, Dataset>,
+    /// API labels with whether they are enabled.
+    pub apis: Vec<(String, bool)>,
+    /// Data display names with their preset status.
+    pub data: Vec<(String, Status)>,
+    /// Item bytes.
+    pub store: Arc<Store>,
+    /// Content seed.
+    pub seed: u64,
+}
+
+/// Label a use site contributes to the node it includes.
+#[derive(Default, Clone)]
+struct Site<'p> {
+    name: Option<String>,
+    key: Option<String>,
+    when: Vec<&'p Expr>,
+    skip_unless: Vec<(&'p Expr, Option<&'p Tmpl>)>,
+    disabled: Option<String>,
+    apis: Vec<String>,
+    data: Option<String>,
+    spec: Vec<String>,
+    req: Vec<String>,
+    level: Option<Level>,
+    exclusive: Vec<String>,
+    summary: Option<String>,
+    note: Option<String>,
+    pos: Option<Pos>,
+    parallel: Option<bool>,
+}
+
+struct Parent<'a> {
+    scope: &'a Arc<Scope>,
+    id: &'a str,
+    path: &'a str,
+    data: Option<&'a str>,
+    level: Level,
+}
+
+struct Planner<'p> {
+    disabled_apis: HashMap<String, String>,
+    filters: Vec<String>,
+    _p: std::marker::PhantomData<&'p ()>,
+}
+
+/// Builds the plan: generates the data sets, then expands the tree.
+pub fn build<'p>(pack: &'p Pack, config: &Config, filters: &[String], seed: u64) -> Result<Plan<'p>, Diagnostic> {
+    let config_value = from_json(&config.redacted());
+    let store = Arc::new(Store::default());
+    let mut globals = IndexMap::new();
+    globals.insert("config".to_string(), config_value.clone());
+    let cfg_scope = Scope::root(globals.clone());
+    let ctx = cfg_scope.context();
+
+    // API toggles.
+    let mut apis = Vec::new();
+    let mut disabled_apis = HashMap::new();
+    for (name, requires) in &pack.apis {
+        let enabled = match requires {
+            Some(e) => e.truthy(&ctx)?,
+            None => true,
+        };
+        if !enabled {
+            let why = requires.as_ref().map(|e| e.src).unwrap_or_default();
+            disabled_apis.insert(name.clone(), format!("API `{name}` is disabled by the configuration (`{why}`)"));
+        }
+        apis.push((name.clone(), enabled));
+    }
+
+    // Data sets.
+    let mut datasets = IndexMap::new();
+    let mut data = Vec::new();
+    let mut lists: IndexMap<String, Vec<Value>> = IndexMap::new();
+    let gen = GenContext { seed, store: &store, globals: globals.clone() };
+    for d in &pack.datasets {
+        let mut with = IndexMap::new();
+        for (k, v) in &d.with {
+            with.insert(k.clone(), v.eval(&ctx)?);
+        }
+        let enabled = match &d.requires {
+            Some(e) => e.truthy(&ctx)?,
+            None => true,
+        };
+        let (name, display) = dataset::header(&d.spec, &with)?;
+        let name = d.name.clone().unwrap_or(name);
+        let display = d.display.clone().unwrap_or(display);
+        if !enabled {
+            data.push((display, Status::Disabled));
+            continue;
+        }
+        let ds = dataset::generate(&d.spec, Some(&name), Some(&display), &with, &gen)?;
+        data.push((display, Status::Unknown));
+        lists.entry(d.group.clone()).or_default().push(ds.value.clone());
+        if datasets.contains_key(&name) {
+            return Err(Diagnostic::new(d.pos.clone(), format!("two data sets are named `{name}`")));
+        }
+        datasets.insert(name, ds);
+    }
+
+    let mut root_vars = globals;
+    root_vars.insert("seed".into(), Value::from(seed.to_string()));
+    root_vars.insert("registry".into(), Value::from(config.base_url()));
+    root_vars.insert(
+        "pack".into(),
+        map_value([("name", Value::from(pack.name.as_str())), ("specVersion", Value::from(pack.spec_version.as_str()))]),
+    );
+    root_vars.insert("datasets".into(), map_value(datasets.iter().map(|(k, d)| (k.clone(), d.value.clone()))));
+    root_vars.insert("dataset_groups".into(), map_value(lists.into_iter().map(|(k, v)| (k, Value::from(v)))));
+    let scope = Scope::root(root_vars);
+    for (k, v) in &pack.vars {
+        let val = v.eval(&scope.context())?;
+        scope.set(k, val);
+    }
+
+    let planner = Planner {
+        disabled_apis,
+        filters: filters.iter().map(|f| normalize_filter(f, &pack.name)).filter(|f| !f.is_empty()).collect(),
+        _p: std::marker::PhantomData,
+    };
+    let parent = Parent { scope: &scope, id: "", path: "", data: None, level: Level::Must };
+    let mut nodes = planner.expand(&pack.root, &scope, &parent, Site::default(), true)?;
+    if nodes.len() != 1 {
+        return Err(Diagnostic::new(pack.root.pos.clone(), "the pack root must be a single group"));
+    }
+    let mut root = nodes.remove(0);
+    root.id = String::new();
+    Ok(Plan { root, scope, datasets, apis, data, store, seed })
+}
+
+/// Accepts ids and official full names (`OCI Conformance Test/…`).
+fn normalize_filter(f: &str, root: &str) -> String {
+    let f = f.trim().trim_matches('/');
+    f.strip_prefix(root).map(|r| r.trim_start_matches('/')).unwrap_or(f).to_string()
+}
+
+enum FilterMatch {
+    /// The node and everything below are selected.
+    Inside,
+    /// The node is an ancestor of a selected node.
+    Ancestor,
+    /// Not selected.
+    Out,
+}
+
+impl<'p> Planner<'p> {
+    fn filter(&self, id: &str, name_path: &str) -> FilterMatch {
+        if self.filters.is_empty() {
+            return FilterMatch::Inside;
+        }
+        let mut ancestor = false;
+        for f in &self.filters {
+            for candidate in [id, name_path] {
+                if candidate.starts_with(f.as_str()) {
+                    return FilterMatch::Inside;
+                }
+                if f.starts_with(candidate) {
+                    ancestor = true;
+                }
+            }
+        }
+        if ancestor {
+            FilterMatch::Ancestor
+        } else {
+            FilterMatch::Out
+        }
+    }
+
+    /// Expands one node (with its for_each and use sites) into planned nodes.
+    fn expand(&self, spec: &'p NodeSpec, scope: &Arc<Scope>, parent: &Parent<'_>, site: Site<'p>, filtered: bool) -> Result<Vec<PlanNode<'p>>, Diagnostic> {
+        let ctx = scope.context();
+        let bindings: Vec<Option<(String, Value, usize)>> = match &spec.for_each {
+            None => vec![None],
+            Some((var, e)) => {
+                let list = e.eval(&ctx)?;
+                let iter = list
+                    .try_iter()
+                    .map_err(|err| Diagnostic::new(e.pos.clone(), format!("`for_each` needs a list, got {}: {err}", list.kind())))?;
+                iter.enumerate().map(|(i, v)| Some((var.clone(), v, i))).collect()
+            }
+        };
+        let mut out = Vec::new();
+        for binding in bindings {
+            let mut vars = IndexMap::new();
+            let mut key = site.key.clone();
+            if let Some((var, v, i)) = &binding {
+                vars.insert(var.clone(), v.clone());
+                if key.is_none() {
+                    key = Some(item_key(v, *i));
+                }
+            }
+            let s = Scope::child(scope, vars);
+            let ctx = s.context();
+            if let Some(k) = &spec.key {
+                key = Some(k.render(&ctx)?);
+            }
+
+            let mut here = site.clone();
+            here.key = key;
+            if here.name.is_none() {
+                if let Some(n) = &spec.name {
+                    here.name = Some(n.render(&ctx)?);
+                }
+            }
+            here.when.extend(spec.when.iter());
+            if let Some(e) = &spec.skip_unless {
+                here.skip_unless.push((e, spec.skip_reason.as_ref()));
+            }
+            if here.disabled.is_none() {
+                if let Some(r) = &spec.requires {
+                    if !r.truthy(&ctx)? {
+                        here.disabled = Some(format!("disabled by the configuration (`{}`)", r.src));
+                    }
+                }
+            }
+            for a in &spec.api {
+                let label = a.render(&ctx)?;
+                if !label.trim().is_empty() && !here.apis.contains(&label) {
+                    here.apis.push(label);
+                }
+            }
+            if here.data.is_none() {
+                if let Some(d) = &spec.data {
+                    here.data = Some(d.render(&ctx)?);
+                }
+            }
+            here.spec.extend(spec.spec.iter().cloned());
+            here.req.extend(spec.req.iter().cloned());
+            here.level = here.level.or(spec.level);
+            for e in &spec.exclusive {
+                here.exclusive.push(e.render(&ctx)?);
+            }
+            here.summary = here.summary.or_else(|| spec.summary.clone());
+            here.note = match (here.note.take(), &spec.note) {
+                (Some(a), Some(b)) => Some(format!("{a}\n{b}")),
+                (a, b) => a.or_else(|| b.clone()),
+            };
+            here.pos = here.pos.or_else(|| Some(spec.pos.clone()));
+            here.parallel = here.parallel.or(if spec.parallel { Some(true) } else { None });
+
+            if let Some(u) = &spec.uses {
+                for (k, v) in &u.with {
+                    let val = v.eval(&ctx)?;
+                    s.set(k, val);
+                }
+                for (k, v) in &spec.vars {
+                    let val = v.eval(&s.context())?;
+                    s.set(k, val);
+                }
+                out.extend(self.expand(&u.node, &s, parent, here, filtered)?);
+                continue;
+            }
+            for (k, v) in &spec.vars {
+                let val = v.eval(&s.context())?;
+                s.set(k, val);
+            }
+            out.extend(self.node(spec, &s, parent, here, filtered)?);
+        }
+        Ok(out)
+    }
+
+    /// Builds the planned node for a group or case whose labels are settled.
+    fn node(&self, spec: &'p NodeSpec, scope: &Arc<Scope>, parent: &Parent<'_>, site: Site<'p>, filtered: bool) -> Result<Vec<PlanNode<'p>>, Diagnostic> {
+        let name = site.name.clone().unwrap_or_default();
+        let mut id_part = name.clone();
+        if let Some(k) = &site.key {
+            if !k.is_empty() && k != &name {
+                id_part = format!("{name}[{k}]");
+            }
+        }
+        let id = if parent.id.is_empty() && parent.path.is_empty() {
+            String::new()
+        } else if parent.id.is_empty() {
+            id_part
+        } else {
+            format!("{}/{id_part}", parent.id)
+        };
+        let path = if parent.path.is_empty() { name.clone() } else { format!("{}/{name}", parent.path) };
+        let name_path = path.split_once('/').map(|(_, r)| r.to_string()).unwrap_or_default();
+        let mut inside = !filtered;
+        if filtered && !id.is_empty() {
+            match self.filter(&id, &name_path) {
+                FilterMatch::Inside => inside = true,
+                FilterMatch::Ancestor => {}
+                FilterMatch::Out => return Ok(Vec::new()),
+            }
+        }
+        let data = site.data.clone().or_else(|| parent.data.map(String::from));
+        let level = site.level.unwrap_or(parent.level);
+        let mut disabled = site.disabled.clone();
+        if disabled.is_none() {
+            disabled = site.apis.iter().find_map(|a| self.disabled_apis.get(a).cloned());
+        }
+        let vars = vars_below(scope, parent.scope);
+        let kind = match &spec.body {
+            NodeBody::Case(case) => PlanKind::Case(case),
+            NodeBody::Group(items) => {
+                let me = Parent { scope, id: &id, path: &path, data: data.as_deref(), level };
+                let mut children = Vec::new();
+                let mut seen: HashMap<String, usize> = HashMap::new();
+                for item in items {
+                    let child_site = Site { disabled: disabled.clone(), ..Site::default() };
+                    for mut c in self.expand(item, scope, &me, child_site, !inside)? {
+                        let n = seen.entry(c.id.clone()).or_insert(0);
+                        *n += 1;
+                        if *n > 1 {
+                            let new_id = format!("{}#{n}", c.id);
+                            rename(&mut c, &new_id);
+                        }
+                        children.push(c);
+                    }
+                }
+                if filtered && !inside && children.is_empty() {
+                    return Ok(Vec::new());
+                }
+                PlanKind::Group { children, parallel: site.parallel.unwrap_or(false) }
+            }
+            NodeBody::Use => unreachable!("use sites are expanded before"),
+        };
+        Ok(vec![PlanNode {
+            id,
+            name,
+            path,
+            vars,
+            data,
+            apis: site.apis,
+            spec: dedup(site.spec),
+            req: dedup(site.req),
+            level,
+            source: site.pos.unwrap_or_else(|| spec.pos.clone()),
+            summary: site.summary,
+            note: site.note,
+            disabled,
+            when: site.when,
+            skip_unless: site.skip_unless,
+            exclusive: site.exclusive,
+            kind,
+        }])
+    }
+}
+
+/// The variables bound between a group's scope and a node's scope (for_each items, `with`
+/// parameters of use sites, `vars`), outer first so inner bindings win.
+fn vars_below(scope: &Arc<Scope>, stop: &Arc<Scope>) -> IndexMap<String, Value> {
+    let mut frames = Vec::new();
+    let mut cur = Some(scope.clone());
+    while let Some(f) = cur {
+        if Arc::ptr_eq(&f, stop) {
+            break;
+        }
+        frames.push(f.clone());
+        cur = f.parent.clone();
+    }
+    let mut out = IndexMap::new();
+    for f in frames.iter().rev() {
+        if let Ok(v) = f.vars.lock() {
+            for (k, val) in v.iter() {
+                out.insert(k.clone(), val.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Renames a node's id and the ids below it (for repeated sibling names).
+fn rename(node: &mut PlanNode<'_>, new_id: &str) {
+    let old = std::mem::replace(&mut node.id, new_id.to_string());
+    if let PlanKind::Group { children, .. } = &mut node.kind {
+        for c in children {
+            let rest = c.id.strip_prefix(&old).unwrap_or(&c.id).to_string();
+            let id = format!("{new_id}{rest}");
+            rename(c, &id);
+        }
+    }
+}
+
+fn dedup(v: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    v.into_iter().filter(|x| seen.insert(x.clone())).collect()
+}
+
+/// A readable key for a for_each item: its `name` or `key` attribute, a scalar, or the index.
+fn item_key(v: &Value, index: usize) -> String {
+    for attr in ["key", "name"] {
+        if let Ok(a) = v.get_attr(attr) {
+            if !a.is_undefined() && !a.is_none() {
+                return a.to_string();
+            }
+        }
+    }
+    match v.kind() {
+        minijinja::value::ValueKind::String | minijinja::value::ValueKind::Number | minijinja::value::ValueKind::Bool => v.to_string(),
+        _ => index.to_string(),
+    }
+}

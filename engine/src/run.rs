@@ -1,0 +1,606 @@
+//! The runner: walks the plan, sends each step's request, checks the answer, records results.
+//!
+//! Per case the outcome is decided as follows: a scenario problem at run time (a template
+//! that cannot be evaluated) is **Error**; a failed MUST-level check is **FAIL**; an answer
+//! listed under `unsupported` is **Skip** with its reason (the operation is still completed
+//! through the `then` steps, whose failures are FAILs); otherwise **Pass**. SHOULD/MAY-level
+//! failures become warnings on the case. Transport problems (timeouts, resets, garbage) are
+//! FAILs of the case with the reason; the run always goes on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use minijinja::value::Value;
+
+use crate::content::Store;
+use crate::diag::{Diagnostic, Pos};
+use crate::expect::{self, excerpt, CheckEnv, Schemas};
+use crate::http::{Client, Exchange, Recv, ReqBody, Request, Response};
+use crate::plan::{Plan, PlanKind, PlanNode};
+use crate::results::{CaseResult, Finding, GroupResult, ResultNode, Status};
+use crate::scenario::{BodySpec, CaseSpec, Level, RequestSpec, StepSpec};
+use crate::template::{append_query, from_json, map_value, push_query_pairs, resolve_url, Scope};
+
+/// Receives progress while the run goes on (console, verbose traces).
+pub trait Observer: Sync {
+    /// A group starts.
+    fn group_started(&self, _node: &PlanNode<'_>) {}
+    /// A case finished.
+    fn case_finished(&self, _case: &CaseResult) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// What the runner needs.
+pub struct Runner<'a> {
+    /// The HTTP client.
+    pub client: &'a Client,
+    /// Item bytes.
+    pub store: &'a Store,
+    /// JSON Schemas for body checks.
+    pub schemas: &'a Schemas,
+    /// Registry base URL for relative request URLs.
+    pub base: String,
+    /// Progress receiver.
+    pub observer: &'a dyn Observer,
+}
+
+/// Whether a step sequence goes on.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// What a case accumulates while it runs.
+struct CaseState {
+    frame: Arc<Scope>,
+    failures: Vec<Finding>,
+    warnings: Vec<Finding>,
+    skip: Option<String>,
+    error: Option<String>,
+    exchanges: Vec<Exchange>,
+    level: Level,
+    cleanup: bool,
+}
+
+impl CaseState {
+    fn finding(&mut self, level: Level, message: String, pos: &Pos, req: Vec<String>) {
+        let f = Finding { message, source: pos.to_string(), level, req, exchange: self.exchanges.len().checked_sub(1) };
+        if self.cleanup {
+            // Cleanup problems are reported, never verdicts.
+            self.warnings.push(Finding { message: format!("cleanup: {}", f.message), ..f });
+        } else if level == Level::Must {
+            self.failures.push(f);
+        } else {
+            self.warnings.push(f);
+        }
+    }
+
+    fn scenario_error(&mut self, d: &Diagnostic) {
+        if self.error.is_none() {
+            self.error = Some(format!("scenario error at {}: {}{}", d.pos, d.message, d.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()));
+        }
+    }
+}
+
+impl Runner<'_> {
+    /// Runs the whole plan.
+    pub fn run(&self, plan: &Plan<'_>) -> GroupResult {
+        let start = Instant::now();
+        let frame = Scope::child(&plan.scope, plan.root.vars.clone());
+        let children = self.children(&plan.root, &frame);
+        GroupResult { id: plan.root.id.clone(), name: plan.root.name.clone(), path: plan.root.path.clone(), children, duration: start.elapsed() }
+    }
+
+    fn children(&self, node: &PlanNode<'_>, frame: &Arc<Scope>) -> Vec<ResultNode> {
+        let PlanKind::Group { children, .. } = &node.kind else { return Vec::new() };
+        children.iter().filter_map(|c| self.node(c, frame, None)).collect()
+    }
+
+    /// Runs one node; None when a `when` condition omits it.
+    fn node(&self, node: &PlanNode<'_>, parent: &Arc<Scope>, forced: Option<(Status, String)>) -> Option<ResultNode> {
+        let frame = Scope::child(parent, node.vars.clone());
+        let ctx = frame.context();
+        let mut forced = forced;
+        if forced.is_none() {
+            if let Some(reason) = &node.disabled {
+                forced = Some((Status::Disabled, reason.clone()));
+            }
+        }
+        if forced.is_none() {
+            for w in &node.when {
+                match w.truthy(&ctx) {
+                    Ok(true) => {}
+                    Ok(false) => return None,
+                    Err(d) => forced = Some((Status::Error, format!("scenario error at {}: {}", d.pos, d.message))),
+                }
+            }
+        }
+        if forced.is_none() {
+            for (cond, reason) in &node.skip_unless {
+                match cond.truthy(&ctx) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let why = reason.map_or_else(|| Ok(format!("skipped: `{}` is false", cond.src)), |r| r.render(&ctx));
+                        forced = Some(match why {
+                            Ok(w) => (Status::Skip, w),
+                            Err(d) => (Status::Error, format!("scenario error at {}: {}", d.pos, d.message)),
+                        });
+                        break;
+                    }
+                    Err(d) => {
+                        forced = Some((Status::Error, format!("scenario error at {}: {}", d.pos, d.message)));
+                        break;
+                    }
+                }
+            }
+        }
+        match &node.kind {
+            PlanKind::Group { children, .. } => {
+                let start = Instant::now();
+                self.observer.group_started(node);
+                let results = children.iter().filter_map(|c| self.node(c, &frame, forced.clone())).collect();
+                Some(ResultNode::Group(GroupResult {
+                    id: node.id.clone(),
+                    name: node.name.clone(),
+                    path: node.path.clone(),
+                    children: results,
+                    duration: start.elapsed(),
+                }))
+            }
+            PlanKind::Case(case) => {
+                let result = match forced {
+                    Some((status, reason)) => self.record(node, status, Some(reason), CaseState::empty(&frame, node.level), Duration::ZERO),
+                    None => self.case(node, case, &frame),
+                };
+                self.observer.case_finished(&result);
+                Some(ResultNode::Case(Box::new(result)))
+            }
+        }
+    }
+
+    fn record(&self, node: &PlanNode<'_>, status: Status, reason: Option<String>, st: CaseState, duration: Duration) -> CaseResult {
+        let redactor = self.client.redactor();
+        let scrub = |f: Finding| Finding { message: redactor.scrub(&f.message), ..f };
+        CaseResult {
+            id: node.id.clone(),
+            name: node.name.clone(),
+            path: node.path.clone(),
+            status,
+            reason: reason.map(|r| redactor.scrub(&r)),
+            failures: st.failures.into_iter().map(scrub).collect(),
+            warnings: st.warnings.into_iter().map(scrub).collect(),
+            apis: node.apis.clone(),
+            data: node.data.clone(),
+            spec: node.spec.clone(),
+            req: node.req.clone(),
+            level: node.level,
+            source: node.source.to_string(),
+            note: node.note.clone(),
+            duration,
+            exchanges: st.exchanges,
+            curl: Vec::new(),
+        }
+    }
+
+    fn case(&self, node: &PlanNode<'_>, case: &CaseSpec, node_frame: &Arc<Scope>) -> CaseResult {
+        let start = Instant::now();
+        let mut st = CaseState::empty(&Scope::child(node_frame, IndexMap::new()), node.level);
+        let frame = st.frame.clone();
+        for step in &case.steps {
+            if self.step(step, &frame, &mut st) == Flow::Stop || st.error.is_some() {
+                break;
+            }
+        }
+        st.cleanup = true;
+        for step in &case.cleanup {
+            let _ = self.step(step, &frame, &mut st);
+        }
+        st.cleanup = false;
+        let (status, reason) = if let Some(e) = &st.error {
+            (Status::Error, Some(e.clone()))
+        } else if !st.failures.is_empty() {
+            (Status::Fail, Some(st.failures.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ")))
+        } else if let Some(s) = &st.skip {
+            (Status::Skip, Some(s.clone()))
+        } else {
+            (Status::Pass, None)
+        };
+        if !case.export.is_empty() {
+            frame.set("status", Value::from(status.as_str()));
+            let ctx = frame.context();
+            for (k, v) in &case.export {
+                match v.eval(&ctx) {
+                    Ok(val) => {
+                        if !node_frame.assign(k, val.clone()) {
+                            node_frame.parent.as_ref().unwrap_or(node_frame).set(k, val);
+                        }
+                    }
+                    Err(d) => st.scenario_error(&d),
+                }
+            }
+            if let (Some(e), Status::Pass | Status::Skip | Status::Fail) = (&st.error, status) {
+                let e = e.clone();
+                return self.record(node, Status::Error, Some(e), st, start.elapsed());
+            }
+        }
+        self.record(node, status, reason, st, start.elapsed())
+    }
+
+    fn step(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
+        let ctx = frame.context();
+        if let Some(w) = &step.when {
+            match w.truthy(&ctx) {
+                Ok(true) => {}
+                Ok(false) => return Flow::Continue,
+                Err(d) => {
+                    st.scenario_error(&d);
+                    return Flow::Stop;
+                }
+            }
+        }
+        let Some((var, list)) = &step.for_each else {
+            return self.step_body(step, frame, st);
+        };
+        let items = match list.eval(&ctx) {
+            Ok(v) => v,
+            Err(d) => {
+                st.scenario_error(&d);
+                return Flow::Stop;
+            }
+        };
+        let Ok(iter) = items.try_iter() else {
+            st.scenario_error(&Diagnostic::new(list.pos.clone(), format!("`for_each` needs a list, got {}", items.kind())));
+            return Flow::Stop;
+        };
+        for item in iter {
+            let f = Scope::child(frame, [(var.clone(), item)].into_iter().collect());
+            if self.step_body(step, &f, st) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn step_body(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
+        for (k, v) in &step.set {
+            match v.eval(&frame.context()) {
+                Ok(val) => {
+                    st.frame.set(k, val.clone());
+                    frame.set(k, val);
+                }
+                Err(d) => {
+                    st.scenario_error(&d);
+                    return Flow::Stop;
+                }
+            }
+        }
+        if let Some(req) = &step.request {
+            return self.request_step(step, req, frame, st);
+        }
+        for s in &step.steps {
+            if self.step(s, frame, st) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        if !step.expect.assert.is_empty() {
+            let level = step.level.unwrap_or(st.level);
+            let ctx = frame.context();
+            let env = CheckEnv { ctx: &ctx, store: self.store, schemas: self.schemas, level, req: &step.req };
+            match expect::check(&step.expect, None, None, &env) {
+                Ok(checks) => {
+                    let before = st.failures.len();
+                    for c in checks.into_iter().filter(|c| !c.ok) {
+                        st.finding(c.level, c.message, &c.pos, c.req);
+                    }
+                    if st.failures.len() > before && step.stop_on_failure {
+                        return Flow::Stop;
+                    }
+                }
+                Err(d) => {
+                    st.scenario_error(&d);
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Renders the request of a step.
+    fn build(&self, req: &RequestSpec, ctx: &Value) -> Result<Request, Diagnostic> {
+        let mut url = req.url.render(ctx)?;
+        if url.starts_with('/') {
+            url = format!("{}{url}", self.base);
+        }
+        let mut pairs = Vec::new();
+        for (k, v) in &req.query {
+            push_query_pairs(&mut pairs, k, &v.eval(ctx)?);
+        }
+        let url = append_query(&url, &pairs);
+        let mut headers = Vec::new();
+        for (k, v) in &req.headers {
+            headers.push((k.clone(), v.render(ctx)?));
+        }
+        let body = match &req.body {
+            None => ReqBody::None,
+            Some(BodySpec::Text(t)) => ReqBody::Bytes(Arc::new(t.render(ctx)?.into_bytes())),
+            Some(BodySpec::Json(v)) => {
+                let j = v.eval_json(ctx)?;
+                ReqBody::Bytes(Arc::new(serde_json::to_vec(&j).unwrap_or_default()))
+            }
+            Some(BodySpec::Content { id, range }) => {
+                let key = id.render(ctx)?;
+                let content = self.store.get(&key).ok_or_else(|| Diagnostic::new(id.pos.clone(), format!("no dataset item `{key}`")))?;
+                let range = match range {
+                    Some(r) => Some(expect::parse_range(&r.render(ctx)?, &r.pos)?),
+                    None => None,
+                };
+                ReqBody::Content(content, range)
+            }
+        };
+        Ok(Request { method: req.method.clone(), url, headers, body, chunked: req.chunked, follow_redirects: req.follow_redirects, auth: req.auth })
+    }
+
+    fn request_step(&self, step: &StepSpec, req: &RequestSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
+        let ctx = frame.context();
+        let request = match self.build(req, &ctx) {
+            Ok(r) => r,
+            Err(d) => {
+                st.scenario_error(&d);
+                return Flow::Stop;
+            }
+        };
+        let level = step.level.unwrap_or(st.level);
+        let keep_small = step.expect.body.as_ref().is_some_and(|b| b.content.is_some() && b.json.is_none() && b.text.is_none() && b.schema.is_none());
+        let recv = Recv { digests: vec!["sha256".into()], keep: if keep_small { 64 * 1024 } else { crate::http::DEFAULT_KEEP } };
+        let (attempts, delay) = step.retry.unwrap_or((1, 0));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.client.send(&request, &recv);
+            st.exchanges.extend(outcome.exchanges);
+            let resp = match outcome.result {
+                Ok(r) => r,
+                Err(e) => {
+                    if attempt < attempts {
+                        std::thread::sleep(Duration::from_millis(delay));
+                        continue;
+                    }
+                    let msg = format!("{} {}: {e}", request.method, short_url(&request.url));
+                    st.finding(Level::Must, msg, &step.pos, step.req.clone());
+                    return Flow::Stop;
+                }
+            };
+            // Eventually consistent registries: retry until the expectation holds.
+            if attempt < attempts && !self.would_pass(step, &resp, frame, level) {
+                std::thread::sleep(Duration::from_millis(delay));
+                continue;
+            }
+            return self.evaluate(step, &request, &resp, frame, st, level);
+        }
+    }
+
+    fn would_pass(&self, step: &StepSpec, resp: &Response, frame: &Arc<Scope>, level: Level) -> bool {
+        let mut probe = CaseState::empty(&Scope::child(frame, IndexMap::new()), level);
+        let (rframe, json) = response_frame(frame, resp);
+        let ok_status = match &step.expect.status {
+            Some(s) => expect::status_set(&s.value, &rframe.context()).map(|c| c.contains(&resp.status)).unwrap_or(false),
+            None => true,
+        };
+        if !ok_status {
+            return false;
+        }
+        let env = CheckEnv { ctx: &rframe.context(), store: self.store, schemas: self.schemas, level, req: &step.req };
+        match expect::check(&step.expect, Some(resp), Some(&json), &env) {
+            Ok(checks) => {
+                for c in checks.into_iter().filter(|c| !c.ok) {
+                    probe.finding(c.level, c.message, &c.pos, c.req);
+                }
+                probe.failures.is_empty()
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn evaluate(&self, step: &StepSpec, request: &Request, resp: &Response, frame: &Arc<Scope>, st: &mut CaseState, level: Level) -> Flow {
+        let (rframe, json) = response_frame(frame, resp);
+        let ctx = rframe.context();
+        let what = format!("{} {}", request.method, short_url(&request.url));
+        if let Some(e) = &resp.body_error {
+            st.finding(Level::Must, format!("{what}: answered {} but {e}", resp.status), &step.pos, step.req.clone());
+            return Flow::Stop;
+        }
+
+        // Answers that mean "optional feature not supported".
+        for u in &step.unsupported {
+            let mut matched = match &u.status {
+                Some(s) => match expect::status_set(&s.value, &ctx) {
+                    Ok(codes) => codes.contains(&resp.status),
+                    Err(d) => {
+                        st.scenario_error(&d);
+                        return Flow::Stop;
+                    }
+                },
+                None => true,
+            };
+            if matched && !u.headers.is_empty() {
+                let env = CheckEnv { ctx: &ctx, store: self.store, schemas: self.schemas, level, req: &[] };
+                for (name, m) in &u.headers {
+                    let only = crate::scenario::ExpectSpec { headers: vec![(name.clone(), m.clone())], ..Default::default() };
+                    match expect::check(&only, Some(resp), None, &env) {
+                        Ok(checks) => matched &= checks.iter().all(|c| c.ok),
+                        Err(d) => {
+                            st.scenario_error(&d);
+                            return Flow::Stop;
+                        }
+                    }
+                }
+            }
+            if matched {
+                if let Some(w) = &u.when {
+                    match w.truthy(&ctx) {
+                        Ok(b) => matched = b,
+                        Err(d) => {
+                            st.scenario_error(&d);
+                            return Flow::Stop;
+                        }
+                    }
+                }
+            }
+            if !matched {
+                continue;
+            }
+            match u.reason.render(&ctx) {
+                Ok(r) => {
+                    if st.skip.is_none() {
+                        st.skip = Some(r);
+                    }
+                }
+                Err(d) => {
+                    st.scenario_error(&d);
+                    return Flow::Stop;
+                }
+            }
+            if self.captures(&u.capture, &ctx, st).is_err() || self.captures(&step.capture, &ctx, st).is_err() {
+                return Flow::Stop;
+            }
+            for s in &u.then {
+                if self.step(s, frame, st) == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
+            return if u.stop { Flow::Stop } else { Flow::Continue };
+        }
+
+        if let Some(s) = &step.expect.status {
+            match expect::status_set(&s.value, &ctx) {
+                Ok(codes) if !codes.contains(&resp.status) => {
+                    let detail = error_detail(resp, json.as_ref().ok());
+                    let want = if codes.len() == 1 { codes[0].to_string() } else { format!("one of {codes:?}") };
+                    st.finding(level, format!("{what}: expected status {want}, got {}{detail}", resp.status), &s.pos, step.req.clone());
+                    if level == Level::Must && step.stop_on_failure {
+                        return Flow::Stop;
+                    }
+                    if level == Level::Must {
+                        return Flow::Continue;
+                    }
+                }
+                Ok(_) => {}
+                Err(d) => {
+                    st.scenario_error(&d);
+                    return Flow::Stop;
+                }
+            }
+        }
+        let env = CheckEnv { ctx: &ctx, store: self.store, schemas: self.schemas, level, req: &step.req };
+        let before = st.failures.len();
+        match expect::check(&step.expect, Some(resp), Some(&json), &env) {
+            Ok(checks) => {
+                for c in checks.into_iter().filter(|c| !c.ok) {
+                    st.finding(c.level, format!("{what}: {}", c.message), &c.pos, c.req);
+                }
+            }
+            Err(d) => {
+                st.scenario_error(&d);
+                return Flow::Stop;
+            }
+        }
+        if self.captures(&step.capture, &ctx, st).is_err() {
+            return Flow::Stop;
+        }
+        if st.failures.len() > before && step.stop_on_failure {
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+
+    fn captures(&self, caps: &[(String, crate::template::ValueTmpl)], ctx: &Value, st: &mut CaseState) -> Result<(), ()> {
+        for (k, v) in caps {
+            match v.eval(ctx) {
+                Ok(val) => st.frame.set(k, val),
+                Err(d) => {
+                    st.scenario_error(&d);
+                    return Err(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CaseState {
+    fn empty(frame: &Arc<Scope>, level: Level) -> Self {
+        CaseState {
+            frame: frame.clone(),
+            failures: Vec::new(),
+            warnings: Vec::new(),
+            skip: None,
+            error: None,
+            exchanges: Vec::new(),
+            level,
+            cleanup: false,
+        }
+    }
+}
+
+/// The URL without scheme and host, shorter in messages.
+fn short_url(url: &str) -> &str {
+    url.split_once("://").and_then(|(_, r)| r.find('/').map(|i| &r[i..])).unwrap_or(url)
+}
+
+/// The registry's error codes (when the body is an OCI error document), or a body excerpt.
+fn error_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
+    if let Some(errors) = json.and_then(|j| j.get("errors")).and_then(|e| e.as_array()) {
+        let codes: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("?");
+                match e.get("message").and_then(|m| m.as_str()) {
+                    Some(m) if !m.is_empty() => format!("{code}: {m}"),
+                    _ => code.to_string(),
+                }
+            })
+            .collect();
+        if !codes.is_empty() {
+            return format!(" ({})", codes.join(", "));
+        }
+    }
+    if resp.body.is_empty() {
+        String::new()
+    } else {
+        format!(" (body: {})", excerpt(&resp.body))
+    }
+}
+
+/// A frame holding `response` for templates, and the parsed JSON body (or why it is not JSON).
+fn response_frame(frame: &Arc<Scope>, resp: &Response) -> (Arc<Scope>, Result<serde_json::Value, String>) {
+    let json: Result<serde_json::Value, String> = if !resp.body_complete() {
+        Err(format!("body of {} bytes not kept in memory", resp.body_len))
+    } else if resp.body.is_empty() {
+        Err("empty body".into())
+    } else {
+        serde_json::from_slice(&resp.body).map_err(|e| e.to_string())
+    };
+    let mut headers: IndexMap<String, Vec<String>> = IndexMap::new();
+    for (k, v) in &resp.headers {
+        headers.entry(k.to_ascii_lowercase()).or_default().push(v.clone());
+    }
+    let location = resp.header("location").map(|l| resolve_url(&resp.url, l));
+    let text = if resp.body_complete() { std::str::from_utf8(&resp.body).ok().map(String::from) } else { None };
+    let value = map_value([
+        ("status", Value::from(resp.status)),
+        ("url", Value::from(resp.url.as_str())),
+        ("headers", map_value(headers.iter().map(|(k, v)| (k.clone(), Value::from(v.join(", ")))))),
+        ("header_values", map_value(headers.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))))),
+        ("location", location.map_or(Value::from(()), Value::from)),
+        ("text", text.map_or(Value::from(()), Value::from)),
+        ("json", json.as_ref().ok().map_or(Value::from(()), from_json)),
+        ("size", Value::from(resp.body_len)),
+        ("digest", resp.digest("sha256").map_or(Value::from(()), Value::from)),
+    ]);
+    (Scope::child(frame, [("response".to_string(), value)].into_iter().collect()), json)
+}
