@@ -127,7 +127,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_BAD_INPUT } else { EXIT_OK };
+            let code = if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
             let _ = e.print();
             return code;
         }
@@ -156,10 +160,16 @@ fn flag_layer(args: &ConfigArgs, extra: &[(&str, Option<J>)]) -> Result<J, Diagn
         ("repo2", args.repo2.clone().map(J::from)),
         ("version", args.spec_version.clone().map(J::from)),
         ("seed", args.seed.map(J::from)),
-        ("tls", match &args.tls {
-            Some(t) => Some(config::parse_value(config::Kind::Tls, t, "--tls").map_err(|m| Diagnostic::new(Pos::default(), m))?),
-            None => None,
-        }),
+        (
+            "tls",
+            match &args.tls {
+                Some(t) => Some(
+                    config::parse_value(config::Kind::Tls, t, "--tls")
+                        .map_err(|m| Diagnostic::new(Pos::default(), m))?,
+                ),
+                None => None,
+            },
+        ),
     ];
     for (k, v) in pairs.into_iter().chain(extra.iter().cloned()) {
         if let Some(v) = v {
@@ -177,7 +187,11 @@ struct Loaded {
     filters: Vec<String>,
 }
 
-fn load(args: &ConfigArgs, env: &IndexMap<String, String>, extra: &[(&str, Option<J>)]) -> Result<Loaded, Diagnostics> {
+fn load(
+    args: &ConfigArgs,
+    env: &IndexMap<String, String>,
+    extra: &[(&str, Option<J>)],
+) -> Result<Loaded, Diagnostics> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let flags = flag_layer(args, extra)?;
     let sources = config::gather(env, &cwd, flags)?;
@@ -193,11 +207,18 @@ fn load(args: &ConfigArgs, env: &IndexMap<String, String>, extra: &[(&str, Optio
     if !config.filter_test.is_empty() {
         filters.push(config.filter_test.clone());
     }
-    Ok(Loaded { pack, config, filters })
+    Ok(Loaded {
+        pack,
+        config,
+        filters,
+    })
 }
 
 fn random_seed() -> u64 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
     let mut rng = crate::content::Rng::from_label(&format!("{nanos}/{}", std::process::id()));
     rng.next_u64() % 1_000_000_000_000
 }
@@ -208,7 +229,11 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         ("requestTimeout", args.timeout.map(J::from)),
         ("parallel", args.parallel.map(J::from)),
     ];
-    let Loaded { pack, config, filters } = load(&args.config, env, &extra)?;
+    let Loaded {
+        pack,
+        config,
+        filters,
+    } = load(&args.config, env, &extra)?;
     let seed = config.seed.unwrap_or_else(random_seed);
     let plan = plan::build(&pack, &config, &filters, seed)?;
     let redactor = Redactor::default();
@@ -228,13 +253,31 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     let total = plan.root.case_count();
     let tty = std::io::stderr().is_terminal();
     let color = tty && std::env::var_os("NO_COLOR").is_none();
-    let progress = Progress { total, done: std::sync::atomic::AtomicUsize::new(0), tty, quiet: args.quiet, verbose: args.verbose, redactor: redactor.clone() };
+    let progress = Progress {
+        total,
+        done: std::sync::atomic::AtomicUsize::new(0),
+        tty,
+        quiet: args.quiet,
+        verbose: args.verbose,
+        redactor: redactor.clone(),
+    };
     if !args.quiet {
-        eprintln!("oci-conform {} · spec {} · {} · {total} tests · seed {seed}", env!("CARGO_PKG_VERSION"), pack.spec_version, config.base_url());
+        eprintln!(
+            "oci-conform {} · spec {} · {} · {total} tests · seed {seed}",
+            env!("CARGO_PKG_VERSION"),
+            pack.spec_version,
+            config.base_url()
+        );
     }
     let started = now_rfc3339();
     let t0 = Instant::now();
-    let runner = Runner { client: &client, store: &plan.store, schemas: &schemas, base: config.base_url(), observer: &progress };
+    let runner = Runner {
+        client: &client,
+        store: &plan.store,
+        schemas: &schemas,
+        base: config.base_url(),
+        observer: &progress,
+    };
     let root = runner.run(&plan);
     if tty && !args.quiet {
         eprint!("\r\x1b[2K");
@@ -258,9 +301,24 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         parallel: config.parallel,
     };
     let dir = PathBuf::from(&config.results_dir);
-    let written = report::write(&dir, "results.yaml", &report::yaml::render(&result), &redactor)
-        .and_then(|()| report::write(&dir, "junit.xml", &report::junit::render(&result), &redactor));
-    println!("{}", redactor.scrub(&report::console::summary(&result, color)));
+    let written = report::write(
+        &dir,
+        "results.yaml",
+        &report::yaml::render(&result),
+        &redactor,
+    )
+    .and_then(|()| {
+        report::write(
+            &dir,
+            "junit.xml",
+            &report::junit::render(&result),
+            &redactor,
+        )
+    });
+    println!(
+        "{}",
+        redactor.scrub(&report::console::summary(&result, color))
+    );
     if let Err(e) = written {
         eprintln!("error: cannot write results to {}: {e}", dir.display());
         return Ok(EXIT_RUNTIME);
@@ -312,7 +370,10 @@ impl Observer for Progress {
 }
 
 fn now_rfc3339() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -324,17 +385,30 @@ fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn list(args: &ConfigArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
-    let Loaded { pack, config, filters } = load(args, env, &[])?;
+    let Loaded {
+        pack,
+        config,
+        filters,
+    } = load(args, env, &[])?;
     let plan = plan::build(&pack, &config, &filters, config.seed.unwrap_or(1))?;
     let mut out = String::new();
     plan.root.walk(&mut |n, depth| {
         let indent = "  ".repeat(depth);
         match &n.kind {
-            PlanKind::Group { .. } => out.push_str(&format!("{indent}{} ({} tests)\n", if n.id.is_empty() { &n.name } else { &n.id }, n.case_count())),
+            PlanKind::Group { .. } => out.push_str(&format!(
+                "{indent}{} ({} tests)\n",
+                if n.id.is_empty() { &n.name } else { &n.id },
+                n.case_count()
+            )),
             PlanKind::Case(_) => {
                 let mut line = format!("{indent}{}", n.id);
                 if !n.apis.is_empty() {
@@ -352,13 +426,22 @@ fn list(args: &ConfigArgs, env: &IndexMap<String, String>) -> Result<i32, Diagno
         }
     });
     print!("{out}");
-    println!("{} tests in {} · spec {}", plan.root.case_count(), crate::diag::display_path(&pack.dir), pack.spec_version);
+    println!(
+        "{} tests in {} · spec {}",
+        plan.root.case_count(),
+        crate::diag::display_path(&pack.dir),
+        pack.spec_version
+    );
     Ok(EXIT_OK)
 }
 
 fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
     let specs = pack::specs_dir(args.specs.as_deref());
-    let paths = if args.paths.is_empty() { vec![specs] } else { args.paths.clone() };
+    let paths = if args.paths.is_empty() {
+        vec![specs]
+    } else {
+        args.paths.clone()
+    };
     let mut diags = Diagnostics::default();
     let mut checked = 0;
     for p in &paths {
@@ -394,7 +477,12 @@ fn lint_targets(p: &Path) -> Vec<PathBuf> {
         return vec![p.to_path_buf()];
     }
     let mut out: Vec<PathBuf> = std::fs::read_dir(p)
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|d| d.join("pack.yaml").exists()).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|d| d.join("pack.yaml").exists())
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     if out.is_empty() {

@@ -180,7 +180,11 @@ pub struct RoData {
 impl Config {
     /// The registry base URL (`http://` or `https://`).
     pub fn base_url(&self) -> String {
-        let scheme = if self.tls == Tls::Disabled { "http" } else { "https" };
+        let scheme = if self.tls == Tls::Disabled {
+            "http"
+        } else {
+            "https"
+        };
         format!("{scheme}://{}", self.registry)
     }
 
@@ -272,12 +276,18 @@ impl Sources {
 
 /// Reads the YAML file, the `OCI_*` and legacy variables from `env`.
 pub fn gather(env: &IndexMap<String, String>, cwd: &Path, flags: J) -> Result<Sources, Diagnostic> {
-    let mut s = Sources { flags, ..Sources::default() };
+    let mut s = Sources {
+        flags,
+        ..Sources::default()
+    };
     let path = match env.get("OCI_CONFIGURATION").filter(|p| !p.is_empty()) {
         Some(p) => {
             let p = cwd.join(p);
             if !p.exists() {
-                return Err(Diagnostic::new(Pos::file(&p), "OCI_CONFIGURATION names a file that does not exist"));
+                return Err(Diagnostic::new(
+                    Pos::file(&p),
+                    "OCI_CONFIGURATION names a file that does not exist",
+                ));
             }
             Some(p)
         }
@@ -295,18 +305,33 @@ pub fn gather(env: &IndexMap<String, String>, cwd: &Path, flags: J) -> Result<So
 }
 
 /// Builds the final configuration from the layers and the pack's defaults.
-pub fn resolve(sources: &Sources, pack_defaults: &J, pack_version: &str) -> Result<Config, Diagnostic> {
+pub fn resolve(
+    sources: &Sources,
+    pack_defaults: &J,
+    pack_version: &str,
+) -> Result<Config, Diagnostic> {
     let mut merged = engine_defaults();
-    for layer in [pack_defaults, &sources.legacy, &sources.file, &sources.env, &sources.flags] {
+    for layer in [
+        pack_defaults,
+        &sources.legacy,
+        &sources.file,
+        &sources.env,
+        &sources.flags,
+    ] {
         merge(&mut merged, layer);
     }
     merged["version"] = J::from(pack_version);
-    let config: Config = serde_json::from_value(merged).map_err(|e| Diagnostic::new(Pos::default(), format!("invalid configuration: {e}")))?;
+    let config: Config = serde_json::from_value(merged)
+        .map_err(|e| Diagnostic::new(Pos::default(), format!("invalid configuration: {e}")))?;
     if config.registry.trim().is_empty() {
-        return Err(Diagnostic::new(Pos::default(), "`registry` is empty").with_hint("set OCI_REGISTRY=host:port"));
+        return Err(Diagnostic::new(Pos::default(), "`registry` is empty")
+            .with_hint("set OCI_REGISTRY=host:port"));
     }
     if config.request_timeout == 0 {
-        return Err(Diagnostic::new(Pos::default(), "`requestTimeout` must be at least 1 second"));
+        return Err(Diagnostic::new(
+            Pos::default(),
+            "`requestTimeout` must be at least 1 second",
+        ));
     }
     Ok(config)
 }
@@ -347,7 +372,9 @@ pub fn parse_value(kind: Kind, text: &str, origin: &str) -> Result<J, String> {
         Kind::Bool => match text {
             "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(J::from(true)),
             "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(J::from(false)),
-            _ => Err(format!("{origin}: `{text}` is not a boolean (use true or false)")),
+            _ => Err(format!(
+                "{origin}: `{text}` is not a boolean (use true or false)"
+            )),
         },
         Kind::List => Ok(J::from(text.split_whitespace().collect::<Vec<_>>())),
         Kind::Int => text
@@ -357,7 +384,9 @@ pub fn parse_value(kind: Kind, text: &str, origin: &str) -> Result<J, String> {
             .map_err(|_| format!("{origin}: `{text}` is not a non-negative integer")),
         Kind::Tls => match text.to_lowercase().as_str() {
             "enabled" | "insecure" | "disabled" => Ok(J::from(text.to_lowercase())),
-            _ => Err(format!("{origin}: `{text}` is not a TLS mode (use enabled, insecure or disabled)")),
+            _ => Err(format!(
+                "{origin}: `{text}` is not a TLS mode (use enabled, insecure or disabled)"
+            )),
         },
     }
 }
@@ -367,7 +396,8 @@ pub fn from_env(env: &IndexMap<String, String>) -> Result<J, Diagnostic> {
     let mut out = json!({});
     for key in KEYS {
         if let Some(v) = env.get(key.env).filter(|v| !v.is_empty()) {
-            let parsed = parse_value(key.kind, v, key.env).map_err(|m| Diagnostic::new(Pos::default(), m))?;
+            let parsed = parse_value(key.kind, v, key.env)
+                .map_err(|m| Diagnostic::new(Pos::default(), m))?;
             set_path(&mut out, key.path, parsed);
         }
     }
@@ -379,23 +409,42 @@ fn legacy_env(env: &IndexMap<String, String>) -> Result<(J, Vec<String>), Diagno
     let mut out = json!({});
     let mut warnings = Vec::new();
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
-    let mut warn = |old: &str, new: &str| warnings.push(format!("WARNING: {old} is deprecated, use {new}"));
-    let bool_of = |k: &str, v: &str| parse_value(Kind::Bool, v, k).map_err(|m| Diagnostic::new(Pos::default(), m));
+    let mut warn =
+        |old: &str, new: &str| warnings.push(format!("WARNING: {old} is deprecated, use {new}"));
+    let bool_of = |k: &str, v: &str| {
+        parse_value(Kind::Bool, v, k).map_err(|m| Diagnostic::new(Pos::default(), m))
+    };
     if let Some(v) = get("OCI_ROOT_URL") {
         warn("OCI_ROOT_URL", "OCI_REGISTRY and OCI_TLS");
         let v = v.to_lowercase();
         let v = v.trim_end_matches('/');
         let (scheme, host) = v.split_once("://").unwrap_or(("https", v));
         set_path(&mut out, "registry", J::from(host));
-        set_path(&mut out, "tls", J::from(if scheme == "http" { "disabled" } else { "enabled" }));
+        set_path(
+            &mut out,
+            "tls",
+            J::from(if scheme == "http" {
+                "disabled"
+            } else {
+                "enabled"
+            }),
+        );
     }
     if let Some(v) = get("OCI_NAMESPACE") {
         warn("OCI_NAMESPACE", "OCI_REPO1");
-        set_path(&mut out, "repo1", J::from(v.to_lowercase().trim_end_matches('/')));
+        set_path(
+            &mut out,
+            "repo1",
+            J::from(v.to_lowercase().trim_end_matches('/')),
+        );
     }
     if let Some(v) = get("OCI_CROSSMOUNT_NAMESPACE") {
         warn("OCI_CROSSMOUNT_NAMESPACE", "OCI_REPO2");
-        set_path(&mut out, "repo2", J::from(v.to_lowercase().trim_end_matches('/')));
+        set_path(
+            &mut out,
+            "repo2",
+            J::from(v.to_lowercase().trim_end_matches('/')),
+        );
     }
     if let Some(v) = get("OCI_TEST_PULL") {
         warn("OCI_TEST_PULL", "OCI_API_PULL");
@@ -406,15 +455,25 @@ fn legacy_env(env: &IndexMap<String, String>) -> Result<(J, Vec<String>), Diagno
         set_path(&mut out, "apis.push", bool_of("OCI_TEST_PUSH", &v)?);
     }
     if let Some(v) = get("OCI_TEST_CONTENT_DISCOVERY") {
-        warn("OCI_TEST_CONTENT_DISCOVERY", "OCI_API_TAGS_LIST and OCI_API_REFERRER");
+        warn(
+            "OCI_TEST_CONTENT_DISCOVERY",
+            "OCI_API_TAGS_LIST and OCI_API_REFERRER",
+        );
         let b = bool_of("OCI_TEST_CONTENT_DISCOVERY", &v)?;
         set_path(&mut out, "apis.tags.list", b.clone());
         set_path(&mut out, "apis.referrer", b);
     }
     if let Some(v) = get("OCI_TEST_CONTENT_MANAGEMENT") {
-        warn("OCI_TEST_CONTENT_MANAGEMENT", "OCI_API_TAGS_DELETE, OCI_API_MANIFESTS_DELETE and OCI_API_BLOBS_DELETE");
+        warn(
+            "OCI_TEST_CONTENT_MANAGEMENT",
+            "OCI_API_TAGS_DELETE, OCI_API_MANIFESTS_DELETE and OCI_API_BLOBS_DELETE",
+        );
         let b = bool_of("OCI_TEST_CONTENT_MANAGEMENT", &v)?;
-        for p in ["apis.tags.delete", "apis.manifests.delete", "apis.blobs.delete"] {
+        for p in [
+            "apis.tags.delete",
+            "apis.manifests.delete",
+            "apis.blobs.delete",
+        ] {
             set_path(&mut out, p, b.clone());
         }
     }
@@ -424,10 +483,24 @@ fn legacy_env(env: &IndexMap<String, String>) -> Result<(J, Vec<String>), Diagno
             set_path(&mut out, "logging", J::from("debug"));
         }
     }
-    for (var, path) in [("OCI_TAG_NAME", "roData.tags"), ("OCI_MANIFEST_DIGEST", "roData.manifests"), ("OCI_BLOB_DIGEST", "roData.blobs")] {
+    for (var, path) in [
+        ("OCI_TAG_NAME", "roData.tags"),
+        ("OCI_MANIFEST_DIGEST", "roData.manifests"),
+        ("OCI_BLOB_DIGEST", "roData.blobs"),
+    ] {
         if let Some(v) = get(var) {
-            warn(var, &format!("OCI_RO_DATA_{}", path.rsplit('.').next().unwrap_or_default().to_uppercase()));
-            set_path(&mut out, path, J::from(v.split_whitespace().collect::<Vec<_>>()));
+            warn(
+                var,
+                &format!(
+                    "OCI_RO_DATA_{}",
+                    path.rsplit('.').next().unwrap_or_default().to_uppercase()
+                ),
+            );
+            set_path(
+                &mut out,
+                path,
+                J::from(v.split_whitespace().collect::<Vec<_>>()),
+            );
         }
     }
     Ok((out, warnings))
@@ -448,24 +521,47 @@ fn walk_file(node: &crate::yaml::Node, prefix: &str, out: &mut J) -> Result<(), 
         if prefix.is_empty() && matches!(node.value, Y::Null) {
             return Ok(());
         }
-        return Err(Diagnostic::new(node.pos.clone(), format!("expected a mapping, found {}", node.value.kind())));
+        return Err(Diagnostic::new(
+            node.pos.clone(),
+            format!("expected a mapping, found {}", node.value.kind()),
+        ));
     };
     for (k, v) in entries {
         let name = k.scalar_text();
-        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
         if let Some(key) = KEYS.iter().find(|key| key.path == path) {
             let value = match (&v.value, key.kind) {
                 (Y::Null, _) => continue,
-                (Y::Seq(items), Kind::List) => J::from(items.iter().map(crate::yaml::Node::scalar_text).collect::<Vec<_>>()),
+                (Y::Seq(items), Kind::List) => J::from(
+                    items
+                        .iter()
+                        .map(crate::yaml::Node::scalar_text)
+                        .collect::<Vec<_>>(),
+                ),
                 (Y::Bool(b), Kind::Bool) => J::from(*b),
                 (Y::Int(i), Kind::Int) if *i >= 0 => J::from(*i),
                 (Y::Seq(_) | Y::Map(_), _) => {
-                    return Err(Diagnostic::new(v.pos.clone(), format!("`{path}` expects {}, found {}", kind_name(key.kind), v.value.kind())))
+                    return Err(Diagnostic::new(
+                        v.pos.clone(),
+                        format!(
+                            "`{path}` expects {}, found {}",
+                            kind_name(key.kind),
+                            v.value.kind()
+                        ),
+                    ))
                 }
-                _ => parse_value(key.kind, &v.scalar_text(), &format!("`{path}`")).map_err(|m| Diagnostic::new(v.pos.clone(), m))?,
+                _ => parse_value(key.kind, &v.scalar_text(), &format!("`{path}`"))
+                    .map_err(|m| Diagnostic::new(v.pos.clone(), m))?,
             };
             set_path(out, &path, value);
-        } else if KEYS.iter().any(|key| key.path.starts_with(&format!("{path}."))) {
+        } else if KEYS
+            .iter()
+            .any(|key| key.path.starts_with(&format!("{path}.")))
+        {
             walk_file(v, &path, out)?;
         } else if path == "commit" || path == "legacy" {
             // Written by the official suite into its own results; harmless on input.
@@ -473,11 +569,16 @@ fn walk_file(node: &crate::yaml::Node, prefix: &str, out: &mut J) -> Result<(), 
             let siblings: Vec<&str> = KEYS
                 .iter()
                 .filter_map(|key| {
-                    let rest = if prefix.is_empty() { Some(key.path) } else { key.path.strip_prefix(&format!("{prefix}.")) };
+                    let rest = if prefix.is_empty() {
+                        Some(key.path)
+                    } else {
+                        key.path.strip_prefix(&format!("{prefix}."))
+                    };
                     rest.map(|r| r.split('.').next().unwrap_or(r))
                 })
                 .collect();
-            let mut d = Diagnostic::new(k.pos.clone(), format!("unknown configuration key `{path}`"));
+            let mut d =
+                Diagnostic::new(k.pos.clone(), format!("unknown configuration key `{path}`"));
             d = match did_you_mean(&name, siblings.iter().copied()) {
                 Some(s) => d.with_hint(format!("did you mean `{s}`?")),
                 None => {
@@ -506,17 +607,25 @@ fn kind_name(k: Kind) -> &'static str {
 pub fn parse_overrides(items: &[String]) -> Result<J, Diagnostic> {
     let mut out = json!({});
     for item in items {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| Diagnostic::new(Pos::default(), format!("`--set {item}`: expected key=value")))?;
-        let key = KEYS.iter().find(|key| key.path == k || key.env == k).ok_or_else(|| {
-            let mut d = Diagnostic::new(Pos::default(), format!("`--set {item}`: unknown key `{k}`"));
-            if let Some(s) = did_you_mean(k, KEYS.iter().map(|key| key.path)) {
-                d = d.with_hint(format!("did you mean `{s}`?"));
-            }
-            d
+        let (k, v) = item.split_once('=').ok_or_else(|| {
+            Diagnostic::new(
+                Pos::default(),
+                format!("`--set {item}`: expected key=value"),
+            )
         })?;
-        let v = parse_value(key.kind, v, &format!("--set {k}")).map_err(|m| Diagnostic::new(Pos::default(), m))?;
+        let key = KEYS
+            .iter()
+            .find(|key| key.path == k || key.env == k)
+            .ok_or_else(|| {
+                let mut d =
+                    Diagnostic::new(Pos::default(), format!("`--set {item}`: unknown key `{k}`"));
+                if let Some(s) = did_you_mean(k, KEYS.iter().map(|key| key.path)) {
+                    d = d.with_hint(format!("did you mean `{s}`?"));
+                }
+                d
+            })?;
+        let v = parse_value(key.kind, v, &format!("--set {k}"))
+            .map_err(|m| Diagnostic::new(Pos::default(), m))?;
         set_path(&mut out, key.path, v);
     }
     Ok(out)
@@ -527,7 +636,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> IndexMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
     }
 
     fn tmpdir(name: &str) -> PathBuf {
@@ -539,10 +651,23 @@ mod tests {
     #[test]
     fn precedence_env_over_file_over_legacy_over_pack_defaults() {
         let dir = tmpdir("prec");
-        std::fs::write(dir.join("oci-conformance.yaml"), "registry: file:1\nrepo1: file/repo\napis:\n  pull: false\n").unwrap();
-        let e = env(&[("OCI_REGISTRY", "env:2"), ("OCI_NAMESPACE", "Legacy/Repo/"), ("OCI_CROSSMOUNT_NAMESPACE", "legacy/two")]);
+        std::fs::write(
+            dir.join("oci-conformance.yaml"),
+            "registry: file:1\nrepo1: file/repo\napis:\n  pull: false\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("OCI_REGISTRY", "env:2"),
+            ("OCI_NAMESPACE", "Legacy/Repo/"),
+            ("OCI_CROSSMOUNT_NAMESPACE", "legacy/two"),
+        ]);
         let s = gather(&e, &dir, json!({})).unwrap();
-        let c = resolve(&s, &json!({"apis": {"referrer": false, "pull": true}}), "1.0").unwrap();
+        let c = resolve(
+            &s,
+            &json!({"apis": {"referrer": false, "pull": true}}),
+            "1.0",
+        )
+        .unwrap();
         assert_eq!(c.registry, "env:2");
         assert_eq!(c.repo1, "file/repo");
         assert_eq!(c.repo2, "legacy/two");
@@ -555,7 +680,12 @@ mod tests {
 
     #[test]
     fn flags_beat_env_and_empty_env_is_unset() {
-        let s = gather(&env(&[("OCI_REPO1", ""), ("OCI_TLS", "DISABLED")]), &tmpdir("flags"), json!({"registry": "flag:3"})).unwrap();
+        let s = gather(
+            &env(&[("OCI_REPO1", ""), ("OCI_TLS", "DISABLED")]),
+            &tmpdir("flags"),
+            json!({"registry": "flag:3"}),
+        )
+        .unwrap();
         let c = resolve(&s, &json!({}), "1.1").unwrap();
         assert_eq!(c.registry, "flag:3");
         assert_eq!(c.repo1, "conformance/repo1");
@@ -565,8 +695,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let e = gather(&env(&[("OCI_API_PULL", "perhaps")]), &tmpdir("bad1"), json!({})).unwrap_err();
-        assert!(e.message.contains("OCI_API_PULL") && e.message.contains("perhaps"), "{}", e.message);
+        let e = gather(
+            &env(&[("OCI_API_PULL", "perhaps")]),
+            &tmpdir("bad1"),
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("OCI_API_PULL") && e.message.contains("perhaps"),
+            "{}",
+            e.message
+        );
         let e = gather(&env(&[("OCI_TLS", "maybe")]), &tmpdir("bad2"), json!({})).unwrap_err();
         assert!(e.message.contains("OCI_TLS"), "{}", e.message);
     }
@@ -574,9 +713,16 @@ mod tests {
     #[test]
     fn unknown_file_keys_suggest() {
         let dir = tmpdir("unknown");
-        std::fs::write(dir.join("oci-conformance.yaml"), "registry: x\napis:\n  blobs:\n    atomik: true\n").unwrap();
+        std::fs::write(
+            dir.join("oci-conformance.yaml"),
+            "registry: x\napis:\n  blobs:\n    atomik: true\n",
+        )
+        .unwrap();
         let e = gather(&env(&[]), &dir, json!({})).unwrap_err();
-        assert_eq!(e.message, "unknown configuration key `apis.blobs.atomic`".replace("atomic", "atomik"));
+        assert_eq!(
+            e.message,
+            "unknown configuration key `apis.blobs.atomic`".replace("atomic", "atomik")
+        );
         assert_eq!(e.pos.line, 4);
         assert_eq!(e.hint.as_deref(), Some("did you mean `atomic`?"));
         std::fs::write(dir.join("oci-conformance.yaml"), "apis:\n  pull: perhaps\n").unwrap();
@@ -586,13 +732,23 @@ mod tests {
 
     #[test]
     fn missing_configuration_file_is_an_error() {
-        let e = gather(&env(&[("OCI_CONFIGURATION", "nope.yaml")]), &tmpdir("missing"), json!({})).unwrap_err();
+        let e = gather(
+            &env(&[("OCI_CONFIGURATION", "nope.yaml")]),
+            &tmpdir("missing"),
+            json!({}),
+        )
+        .unwrap_err();
         assert!(e.message.contains("does not exist"));
     }
 
     #[test]
     fn redaction_hides_credentials() {
-        let s = gather(&env(&[("OCI_USERNAME", "u"), ("OCI_PASSWORD", "hunter2")]), &tmpdir("red"), json!({})).unwrap();
+        let s = gather(
+            &env(&[("OCI_USERNAME", "u"), ("OCI_PASSWORD", "hunter2")]),
+            &tmpdir("red"),
+            json!({}),
+        )
+        .unwrap();
         let c = resolve(&s, &json!({}), "1.1").unwrap();
         let r = c.redacted().to_string();
         assert!(!r.contains("hunter2") && r.contains("***"), "{r}");
@@ -600,8 +756,12 @@ mod tests {
 
     #[test]
     fn overrides_parse_by_path_or_env_name() {
-        let o = parse_overrides(&["apis.pull=false".into(), "OCI_DATA_SPARSE=true".into()]).unwrap();
-        assert_eq!(o, json!({"apis": {"pull": false}, "data": {"sparse": true}}));
+        let o =
+            parse_overrides(&["apis.pull=false".into(), "OCI_DATA_SPARSE=true".into()]).unwrap();
+        assert_eq!(
+            o,
+            json!({"apis": {"pull": false}, "data": {"sparse": true}})
+        );
         let e = parse_overrides(&["apis.pul=false".into()]).unwrap_err();
         assert_eq!(e.hint.as_deref(), Some("did you mean `apis.pull`?"));
     }

@@ -41,9 +41,17 @@ impl Content {
     /// A reader over bytes `start..=end` (or the whole content).
     pub fn reader(&self, range: Option<(u64, u64)>) -> Box<dyn Read + Send> {
         let (start, end) = range.unwrap_or((0, self.len().saturating_sub(1)));
-        let count = if self.is_empty() { 0 } else { end.saturating_sub(start) + 1 };
+        let count = if self.is_empty() {
+            0
+        } else {
+            end.saturating_sub(start) + 1
+        };
         match self {
-            Content::Bytes(b) => Box::new(SliceReader { bytes: b.clone(), pos: start as usize, end: (start + count) as usize }),
+            Content::Bytes(b) => Box::new(SliceReader {
+                bytes: b.clone(),
+                pos: start as usize,
+                end: (start + count) as usize,
+            }),
             Content::Generated { seed, .. } => Box::new(GenReader::new(*seed, start, count)),
         }
     }
@@ -140,7 +148,9 @@ impl Rng {
             x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             x ^ (x >> 31)
         };
-        Rng { s: [next(), next(), next(), next()] }
+        Rng {
+            s: [next(), next(), next(), next()],
+        }
     }
 
     /// A generator seeded from a text label (hashed), e.g. `seed/dataset/item`.
@@ -175,7 +185,9 @@ impl Rng {
     /// `n` characters of base32 text (A–Z, 2–7), like Go's `rand.Text()`.
     pub fn text(&mut self, n: usize) -> String {
         const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-        (0..n).map(|_| ALPHABET[(self.next_u64() % 32) as usize] as char).collect()
+        (0..n)
+            .map(|_| ALPHABET[(self.next_u64() % 32) as usize] as char)
+            .collect()
     }
 }
 
@@ -193,7 +205,13 @@ const GEN_BLOCK: u64 = 64 * 1024;
 
 impl GenReader {
     fn new(seed: u64, start: u64, count: u64) -> Self {
-        GenReader { seed, pos: start, remaining: count, block: Vec::new(), block_index: u64::MAX }
+        GenReader {
+            seed,
+            pos: start,
+            remaining: count,
+            block: Vec::new(),
+            block_index: u64::MAX,
+        }
     }
 }
 
@@ -209,7 +227,10 @@ impl Read for GenReader {
             self.block_index = index;
         }
         let offset = (self.pos % GEN_BLOCK) as usize;
-        let n = buf.len().min(self.block.len() - offset).min(self.remaining as usize);
+        let n = buf
+            .len()
+            .min(self.block.len() - offset)
+            .min(self.remaining as usize);
         buf[..n].copy_from_slice(&self.block[offset..offset + n]);
         self.pos += n as u64;
         self.remaining -= n as u64;
@@ -258,15 +279,26 @@ mod tests {
 
     #[test]
     fn generated_content_is_seekable_and_reproducible() {
-        let c = Content::Generated { seed: 42, len: 200_000 };
+        let c = Content::Generated {
+            seed: 42,
+            len: 200_000,
+        };
         let mut all = Vec::new();
         c.reader(None).read_to_end(&mut all).unwrap();
         assert_eq!(all.len(), 200_000);
         let mut part = Vec::new();
-        c.reader(Some((70_000, 140_000))).read_to_end(&mut part).unwrap();
+        c.reader(Some((70_000, 140_000)))
+            .read_to_end(&mut part)
+            .unwrap();
         assert_eq!(part, all[70_000..=140_000]);
-        assert_eq!(c.digest("sha256", None), crate::template::digest_bytes("sha256", &all));
-        let other = Content::Generated { seed: 43, len: 200_000 };
+        assert_eq!(
+            c.digest("sha256", None),
+            crate::template::digest_bytes("sha256", &all)
+        );
+        let other = Content::Generated {
+            seed: 43,
+            len: 200_000,
+        };
         assert_ne!(other.digest("sha256", None), c.digest("sha256", None));
     }
 
@@ -277,14 +309,22 @@ mod tests {
         c.reader(Some((2, 4))).read_to_string(&mut out).unwrap();
         assert_eq!(out, "234");
         let empty = Content::Bytes(Arc::new(Vec::new()));
-        assert_eq!(empty.digest("sha256", None).unwrap(), crate::template::digest_bytes("sha256", b"").unwrap());
+        assert_eq!(
+            empty.digest("sha256", None).unwrap(),
+            crate::template::digest_bytes("sha256", b"").unwrap()
+        );
     }
 
     #[test]
     fn rng_text_is_base32() {
         let t = Rng::new(1).text(26);
         assert_eq!(t.len(), 26);
-        assert!(t.chars().all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
-        assert_eq!(Rng::from_label("a").next_u64(), Rng::from_label("a").next_u64());
+        assert!(t
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
+        assert_eq!(
+            Rng::from_label("a").next_u64(),
+            Rng::from_label("a").next_u64()
+        );
     }
 }

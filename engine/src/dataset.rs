@@ -184,28 +184,60 @@ pub fn compile(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<Dataset
             Err(d) => diags.push(d),
         }
     }
-    let name = def.name.as_ref().map(|n| Tmpl::new(&n.value, &n.pos)).transpose().map_err(|d| diags.push(d)).ok().flatten();
-    let display = def.display.as_ref().map(|n| Tmpl::new(&n.value, &n.pos)).transpose().map_err(|d| diags.push(d)).ok().flatten();
+    let name = def
+        .name
+        .as_ref()
+        .map(|n| Tmpl::new(&n.value, &n.pos))
+        .transpose()
+        .map_err(|d| diags.push(d))
+        .ok()
+        .flatten();
+    let display = def
+        .display
+        .as_ref()
+        .map(|n| Tmpl::new(&n.value, &n.pos))
+        .transpose()
+        .map_err(|d| diags.push(d))
+        .ok()
+        .flatten();
     if !diags.is_empty() {
         return Err(diags);
     }
-    Ok(DatasetSpec { name, display, summary: def.summary, params, items, pos: node.pos.clone() })
+    Ok(DatasetSpec {
+        name,
+        display,
+        summary: def.summary,
+        params,
+        items,
+        pos: node.pos.clone(),
+    })
 }
 
 fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec, Diagnostics> {
     let def: ItemDef = from_node(node)?;
     let mut diags = Diagnostics::default();
     let t = |diags: &mut Diagnostics, s: &Option<Located<String>>| -> Option<Tmpl> {
-        s.as_ref().and_then(|s| Tmpl::new(&s.value, &s.pos).map_err(|d| diags.push(d)).ok())
+        s.as_ref()
+            .and_then(|s| Tmpl::new(&s.value, &s.pos).map_err(|d| diags.push(d)).ok())
     };
     let v = |diags: &mut Diagnostics, s: &Option<Raw>| -> Option<ValueTmpl> {
-        s.as_ref().and_then(|s| ValueTmpl::from_raw(s).map_err(|d| diags.push(d)).ok())
+        s.as_ref()
+            .and_then(|s| ValueTmpl::from_raw(s).map_err(|d| diags.push(d)).ok())
     };
-    let sources = [def.random.is_some(), def.text.is_some(), def.json.is_some(), def.tar.is_some(), def.generated.is_some()];
+    let sources = [
+        def.random.is_some(),
+        def.text.is_some(),
+        def.json.is_some(),
+        def.tar.is_some(),
+        def.generated.is_some(),
+    ];
     let n_sources = sources.iter().filter(|s| **s).count();
     if def.use_.is_some() {
         if n_sources > 0 {
-            diags.push(Diagnostic::new(node.pos.clone(), "an item with `use` takes its content from the recipe"));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                "an item with `use` takes its content from the recipe",
+            ));
         }
     } else {
         if def.name.is_none() {
@@ -213,8 +245,11 @@ fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec,
         }
         if n_sources != 1 {
             diags.push(
-                Diagnostic::new(node.pos.clone(), "an item needs exactly one of `random`, `text`, `json`, `tar` or `generated`")
-                    .with_hint("or `use` a recipe file"),
+                Diagnostic::new(
+                    node.pos.clone(),
+                    "an item needs exactly one of `random`, `text`, `json`, `tar` or `generated`",
+                )
+                .with_hint("or `use` a recipe file"),
             );
         }
     }
@@ -228,7 +263,12 @@ fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec,
         let files = tar
             .files
             .iter()
-            .filter_map(|f| Some((t(&mut diags, &Some(f.name.clone()))?, t(&mut diags, &Some(f.text.clone()))?)))
+            .filter_map(|f| {
+                Some((
+                    t(&mut diags, &Some(f.name.clone()))?,
+                    t(&mut diags, &Some(f.text.clone()))?,
+                ))
+            })
             .collect();
         Source::Tar(files, v(&mut diags, &tar.gzip))
     } else if def.generated.is_some() {
@@ -242,7 +282,12 @@ fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec,
                 let with = def
                     .with
                     .iter()
-                    .filter_map(|(k, r)| ValueTmpl::from_raw(r).map_err(|d| diags.push(d)).ok().map(|v| (k.clone(), v)))
+                    .filter_map(|(k, r)| {
+                        ValueTmpl::from_raw(r)
+                            .map_err(|d| diags.push(d))
+                            .ok()
+                            .map(|v| (k.clone(), v))
+                    })
                     .collect();
                 Some((spec, with))
             }
@@ -256,31 +301,51 @@ fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec,
     let for_each = match &def.for_each {
         Some(m) if m.len() == 1 => {
             let (k, e) = m.iter().next().expect("one entry");
-            Expr::new(&e.value, &e.pos).map_err(|d| diags.push(d)).ok().map(|e| (k.clone(), e))
+            Expr::new(&e.value, &e.pos)
+                .map_err(|d| diags.push(d))
+                .ok()
+                .map(|e| (k.clone(), e))
         }
         Some(_) => {
-            diags.push(Diagnostic::new(node.pos.clone(), "`for_each` takes exactly one `name: expression` entry"));
+            diags.push(Diagnostic::new(
+                node.pos.clone(),
+                "`for_each` takes exactly one `name: expression` entry",
+            ));
             None
         }
         None => None,
     };
     let spec = ItemSpec {
         name: t(&mut diags, &def.name),
-        pos: def.name.as_ref().map_or_else(|| node.pos.clone(), |n| n.pos.clone()),
+        pos: def
+            .name
+            .as_ref()
+            .map_or_else(|| node.pos.clone(), |n| n.pos.clone()),
         for_each,
-        when: def.when.as_ref().and_then(|w| Expr::new(&w.value, &w.pos).map_err(|d| diags.push(d)).ok()),
+        when: def
+            .when
+            .as_ref()
+            .and_then(|w| Expr::new(&w.value, &w.pos).map_err(|d| diags.push(d)).ok()),
         uses,
         role: def.role.unwrap_or_default(),
         media_type: t(&mut diags, &def.media_type),
         source,
         tags: v(&mut diags, &def.tags),
         push: v(&mut diags, &def.push),
-        corrupt: def.corrupt.as_ref().and_then(|c| t(&mut diags, &Some(c.append.clone()))),
+        corrupt: def
+            .corrupt
+            .as_ref()
+            .and_then(|c| t(&mut diags, &Some(c.append.clone()))),
         algorithm: t(&mut diags, &def.algorithm),
         fields: def
             .fields
             .iter()
-            .filter_map(|(k, r)| ValueTmpl::from_raw(r).map_err(|d| diags.push(d)).ok().map(|v| (k.clone(), v)))
+            .filter_map(|(k, r)| {
+                ValueTmpl::from_raw(r)
+                    .map_err(|d| diags.push(d))
+                    .ok()
+                    .map(|v| (k.clone(), v))
+            })
             .collect(),
     };
     if diags.is_empty() {
@@ -314,11 +379,24 @@ pub struct GenContext<'a> {
 }
 
 /// The display name and key of a data set, without generating it.
-pub fn header(spec: &DatasetSpec, with: &IndexMap<String, Value>) -> Result<(String, String), Diagnostic> {
+pub fn header(
+    spec: &DatasetSpec,
+    with: &IndexMap<String, Value>,
+) -> Result<(String, String), Diagnostic> {
     let scope = params_scope(spec, with, &IndexMap::new(), None)?;
     let ctx = scope.context();
-    let name = spec.name.as_ref().map(|n| n.render(&ctx)).transpose()?.unwrap_or_default();
-    let display = spec.display.as_ref().map(|n| n.render(&ctx)).transpose()?.unwrap_or_else(|| name.clone());
+    let name = spec
+        .name
+        .as_ref()
+        .map(|n| n.render(&ctx))
+        .transpose()?
+        .unwrap_or_default();
+    let display = spec
+        .display
+        .as_ref()
+        .map(|n| n.render(&ctx))
+        .transpose()?
+        .unwrap_or_else(|| name.clone());
     Ok((name, display))
 }
 
@@ -352,7 +430,14 @@ fn params_scope(
         if !spec.params.iter().any(|(p, _)| p == k) {
             return Err(Diagnostic::new(
                 spec.pos.clone(),
-                format!("unknown parameter `{k}`; this file declares: {}", spec.params.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "unknown parameter `{k}`; this file declares: {}",
+                    spec.params
+                        .iter()
+                        .map(|(p, _)| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ));
         }
     }
@@ -377,18 +462,31 @@ pub fn generate(
     let name = name_override.map_or(name, String::from);
     let display = display_override.map_or(display, String::from);
     if name.is_empty() {
-        return Err(Diagnostic::new(spec.pos.clone(), "a data set needs a `name`"));
+        return Err(Diagnostic::new(
+            spec.pos.clone(),
+            "a data set needs a `name`",
+        ));
     }
     let registry = Arc::new(Mutex::new(IndexMap::<String, Value>::new()));
-    let mut gen = Generator { dataset: name.clone(), cx, registry: registry.clone(), ids: Vec::new() };
+    let mut gen = Generator {
+        dataset: name.clone(),
+        cx,
+        registry: registry.clone(),
+        ids: Vec::new(),
+    };
     gen.items(spec, &scope, "")?;
 
-    let items: Vec<Value> = registry.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
+    let items: Vec<Value> = registry
+        .lock()
+        .map(|r| r.values().cloned().collect())
+        .unwrap_or_default();
     let pushed = |role: &str| -> Vec<Value> {
         let mut seen = std::collections::HashSet::new();
         items
             .iter()
-            .filter(|i| attr(i, "role") == role && i.get_attr("push").map(|p| p.is_true()).unwrap_or(false))
+            .filter(|i| {
+                attr(i, "role") == role && i.get_attr("push").map(|p| p.is_true()).unwrap_or(false)
+            })
             .filter(|i| seen.insert(attr(i, "digest")))
             .cloned()
             .collect()
@@ -411,20 +509,36 @@ pub fn generate(
     }
     let by_name: IndexMap<Value, Value> = registry
         .lock()
-        .map(|r| r.iter().map(|(k, v)| (Value::from(k.as_str()), v.clone())).collect())
+        .map(|r| {
+            r.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), v.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     let value = map_value([
         ("name", Value::from(name.as_str())),
         ("display", Value::from(display.as_str())),
         ("algorithm", scope.lookup("algorithm").unwrap_or_default()),
-        ("params", map_value(spec.params.iter().map(|(k, _)| (k.clone(), scope.lookup(k).unwrap_or_default())))),
+        (
+            "params",
+            map_value(
+                spec.params
+                    .iter()
+                    .map(|(k, _)| (k.clone(), scope.lookup(k).unwrap_or_default())),
+            ),
+        ),
         ("items", Value::from(by_name)),
         ("all", Value::from(items.clone())),
         ("blobs", Value::from(blobs)),
         ("manifests", Value::from(manifests)),
         ("tags", Value::from(tags)),
     ]);
-    Ok(Dataset { name, display, value, item_ids: gen.ids })
+    Ok(Dataset {
+        name,
+        display,
+        value,
+        item_ids: gen.ids,
+    })
 }
 
 fn attr(v: &Value, name: &str) -> String {
@@ -439,17 +553,40 @@ struct Generator<'a, 'b> {
 }
 
 impl Generator<'_, '_> {
-    fn items(&mut self, spec: &DatasetSpec, scope: &Arc<Scope>, prefix: &str) -> Result<(), Diagnostic> {
-        let lookup = Value::from_object(ItemLookup { registry: self.registry.clone(), prefix: prefix.to_string(), glob: false });
-        let glob = Value::from_object(ItemLookup { registry: self.registry.clone(), prefix: prefix.to_string(), glob: true });
-        let scope = Scope::child(scope, [("item".to_string(), lookup), ("items".to_string(), glob)].into_iter().collect());
+    fn items(
+        &mut self,
+        spec: &DatasetSpec,
+        scope: &Arc<Scope>,
+        prefix: &str,
+    ) -> Result<(), Diagnostic> {
+        let lookup = Value::from_object(ItemLookup {
+            registry: self.registry.clone(),
+            prefix: prefix.to_string(),
+            glob: false,
+        });
+        let glob = Value::from_object(ItemLookup {
+            registry: self.registry.clone(),
+            prefix: prefix.to_string(),
+            glob: true,
+        });
+        let scope = Scope::child(
+            scope,
+            [("item".to_string(), lookup), ("items".to_string(), glob)]
+                .into_iter()
+                .collect(),
+        );
         for item in &spec.items {
             let iterations: Vec<Option<(String, Value)>> = match &item.for_each {
                 None => vec![None],
                 Some((var, e)) => {
                     let list = e.eval(&scope.context())?;
                     list.try_iter()
-                        .map_err(|err| Diagnostic::new(e.pos.clone(), format!("`for_each` needs a list: {err}")))?
+                        .map_err(|err| {
+                            Diagnostic::new(
+                                e.pos.clone(),
+                                format!("`for_each` needs a list: {err}"),
+                            )
+                        })?
                         .map(|v| Some((var.clone(), v)))
                         .collect()
                 }
@@ -467,9 +604,19 @@ impl Generator<'_, '_> {
         Ok(())
     }
 
-    fn item(&mut self, item: &ItemSpec, scope: &Arc<Scope>, prefix: &str) -> Result<(), Diagnostic> {
+    fn item(
+        &mut self,
+        item: &ItemSpec,
+        scope: &Arc<Scope>,
+        prefix: &str,
+    ) -> Result<(), Diagnostic> {
         let ctx = scope.context();
-        let local = item.name.as_ref().map(|n| n.render(&ctx)).transpose()?.unwrap_or_default();
+        let local = item
+            .name
+            .as_ref()
+            .map(|n| n.render(&ctx))
+            .transpose()?
+            .unwrap_or_default();
         let full = match (prefix.is_empty(), local.is_empty()) {
             (true, _) => local.clone(),
             (false, true) => prefix.to_string(),
@@ -485,36 +632,69 @@ impl Generator<'_, '_> {
             let rscope = params_scope(recipe, &given, &globals, scope.lookup("algorithm"))?;
             return self.items(recipe, &rscope, &full);
         }
-        if self.registry.lock().map(|r| r.contains_key(&full)).unwrap_or(false) {
-            return Err(Diagnostic::new(item.pos.clone(), format!("duplicate item name `{full}`")));
+        if self
+            .registry
+            .lock()
+            .map(|r| r.contains_key(&full))
+            .unwrap_or(false)
+        {
+            return Err(Diagnostic::new(
+                item.pos.clone(),
+                format!("duplicate item name `{full}`"),
+            ));
         }
-        let rng = Arc::new(RngObject(Mutex::new(Rng::from_label(&format!("{}/{}/{full}", self.cx.seed, self.dataset)))));
-        let scope = Scope::child(scope, [("rng".to_string(), Value::from_dyn_object(rng))].into_iter().collect());
+        let rng = Arc::new(RngObject(Mutex::new(Rng::from_label(&format!(
+            "{}/{}/{full}",
+            self.cx.seed, self.dataset
+        )))));
+        let scope = Scope::child(
+            scope,
+            [("rng".to_string(), Value::from_dyn_object(rng))]
+                .into_iter()
+                .collect(),
+        );
         let ctx = scope.context();
         let algorithm = match &item.algorithm {
             Some(a) => a.render(&ctx)?,
-            None => scope.lookup("algorithm").map_or_else(|| "sha256".into(), |v| v.to_string()),
+            None => scope
+                .lookup("algorithm")
+                .map_or_else(|| "sha256".into(), |v| v.to_string()),
         };
         let (content, uncompressed, json) = self.content(item, &ctx, &full)?;
         // Digest, size and base64 describe the bytes before any corruption is appended.
         let digest_of = |alg: &str| content.digest(alg, None);
-        let digest = digest_of(&algorithm)
-            .ok_or_else(|| Diagnostic::new(item.pos.clone(), format!("unknown digest algorithm `{algorithm}`")))?;
+        let digest = digest_of(&algorithm).ok_or_else(|| {
+            Diagnostic::new(
+                item.pos.clone(),
+                format!("unknown digest algorithm `{algorithm}`"),
+            )
+        })?;
         let size = content.len();
         let inline = (size <= MAX_INLINE).then(|| {
-            let digests = ["sha256", "sha512"].iter().filter_map(|a| digest_of(a).map(|d| (a.to_string(), Value::from(d))));
-            let b64 = content.bytes().map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_slice()));
+            let digests = ["sha256", "sha512"]
+                .iter()
+                .filter_map(|a| digest_of(a).map(|d| (a.to_string(), Value::from(d))));
+            let b64 = content
+                .bytes()
+                .map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_slice()));
             (map_value(digests.collect::<Vec<_>>()), b64)
         });
         let content = match &item.corrupt {
             None => content,
             Some(extra) => {
-                let mut bytes = content.bytes().map(|b| b.as_ref().clone()).unwrap_or_default();
+                let mut bytes = content
+                    .bytes()
+                    .map(|b| b.as_ref().clone())
+                    .unwrap_or_default();
                 bytes.extend_from_slice(extra.render(&ctx)?.as_bytes());
                 Content::Bytes(Arc::new(bytes))
             }
         };
-        let media_type = item.media_type.as_ref().map(|m| m.render(&ctx)).transpose()?;
+        let media_type = item
+            .media_type
+            .as_ref()
+            .map(|m| m.render(&ctx))
+            .transpose()?;
         let id = format!("{}/{full}", self.dataset);
         self.cx.store.insert(&id, content.clone());
         self.ids.push(id.clone());
@@ -522,14 +702,27 @@ impl Generator<'_, '_> {
         let mut entries: Vec<(String, Value)> = vec![
             ("id".into(), Value::from(id)),
             ("name".into(), Value::from(full.as_str())),
-            ("role".into(), Value::from(if item.role == Role::Manifest { "manifest" } else { "blob" })),
+            (
+                "role".into(),
+                Value::from(if item.role == Role::Manifest {
+                    "manifest"
+                } else {
+                    "blob"
+                }),
+            ),
             ("algorithm".into(), Value::from(algorithm.as_str())),
             ("digest".into(), Value::from(digest.as_str())),
             ("size".into(), Value::from(size)),
             ("length".into(), Value::from(content.len())),
-            ("mediaType".into(), media_type.clone().map_or(Value::from(()), Value::from)),
+            (
+                "mediaType".into(),
+                media_type.clone().map_or(Value::from(()), Value::from),
+            ),
         ];
-        let mut descriptor = vec![("mediaType", media_type.clone().map_or(Value::from(()), Value::from))];
+        let mut descriptor = vec![(
+            "mediaType",
+            media_type.clone().map_or(Value::from(()), Value::from),
+        )];
         descriptor.push(("digest", Value::from(digest.as_str())));
         descriptor.push(("size", Value::from(size)));
         if media_type.is_none() {
@@ -560,8 +753,19 @@ impl Generator<'_, '_> {
             None => true,
         };
         entries.push(("push".into(), Value::from(push)));
-        for (k, v) in &item.fields {
-            entries.push((k.clone(), v.eval(&ctx)?));
+        if !item.fields.is_empty() {
+            // Extra attributes may use the item's own digest, size, base64… as `self`.
+            let own = Scope::child(
+                &scope,
+                [("self".to_string(), map_value(entries.clone()))]
+                    .into_iter()
+                    .collect(),
+            );
+            let own_ctx = own.context();
+            for (k, v) in &item.fields {
+                let val = v.eval(&own_ctx)?;
+                entries.push((k.clone(), val));
+            }
         }
         if let Ok(mut r) = self.registry.lock() {
             r.insert(full, map_value(entries));
@@ -570,30 +774,54 @@ impl Generator<'_, '_> {
     }
 
     /// The item's bytes, the uncompressed bytes of a gzipped tar, and parsed JSON content.
-    fn content(&self, item: &ItemSpec, ctx: &Value, full: &str) -> Result<(Content, Option<Vec<u8>>, Option<Value>), Diagnostic> {
+    fn content(
+        &self,
+        item: &ItemSpec,
+        ctx: &Value,
+        full: &str,
+    ) -> Result<(Content, Option<Vec<u8>>, Option<Value>), Diagnostic> {
         let size_of = |v: &ValueTmpl| -> Result<u64, Diagnostic> {
             let val = v.eval(ctx)?;
-            u64::try_from(val.clone()).map_err(|_| Diagnostic::new(item.pos.clone(), format!("size must be a non-negative integer, got `{val}`")))
+            u64::try_from(val.clone()).map_err(|_| {
+                Diagnostic::new(
+                    item.pos.clone(),
+                    format!("size must be a non-negative integer, got `{val}`"),
+                )
+            })
         };
         Ok(match &item.source {
             Source::None => (Content::Bytes(Arc::new(Vec::new())), None, None),
             Source::Random(size) => {
                 let n = size_of(size)?;
                 let mut bytes = vec![0u8; n as usize];
-                Rng::from_label(&format!("{}/{}/{full}/bytes", self.cx.seed, self.dataset)).fill(&mut bytes);
+                Rng::from_label(&format!("{}/{}/{full}/bytes", self.cx.seed, self.dataset))
+                    .fill(&mut bytes);
                 (Content::Bytes(Arc::new(bytes)), None, None)
             }
             Source::Generated(size) => {
                 let len = size_of(size)?;
-                let seed = Rng::from_label(&format!("{}/{}/{full}/generated", self.cx.seed, self.dataset)).next_u64();
+                let seed = Rng::from_label(&format!(
+                    "{}/{}/{full}/generated",
+                    self.cx.seed, self.dataset
+                ))
+                .next_u64();
                 (Content::Generated { seed, len }, None, None)
             }
-            Source::Text(t) => (Content::Bytes(Arc::new(t.render(ctx)?.into_bytes())), None, None),
+            Source::Text(t) => (
+                Content::Bytes(Arc::new(t.render(ctx)?.into_bytes())),
+                None,
+                None,
+            ),
             Source::Json(v) => {
                 let json = v.eval_json(ctx)?;
-                let bytes = serde_json::to_vec(&json)
-                    .map_err(|e| Diagnostic::new(item.pos.clone(), format!("cannot write JSON: {e}")))?;
-                (Content::Bytes(Arc::new(bytes)), None, Some(crate::template::from_json(&json)))
+                let bytes = serde_json::to_vec(&json).map_err(|e| {
+                    Diagnostic::new(item.pos.clone(), format!("cannot write JSON: {e}"))
+                })?;
+                (
+                    Content::Bytes(Arc::new(bytes)),
+                    None,
+                    Some(crate::template::from_json(&json)),
+                )
             }
             Source::Tar(files, gzip) => {
                 let mut entries = Vec::new();
@@ -606,9 +834,15 @@ impl Generator<'_, '_> {
                     None => false,
                 };
                 if gz {
-                    let mut enc = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
-                    enc.write_all(&tar).and_then(|()| enc.try_finish()).map_err(|e| Diagnostic::new(item.pos.clone(), format!("gzip: {e}")))?;
-                    let bytes = enc.finish().map_err(|e| Diagnostic::new(item.pos.clone(), format!("gzip: {e}")))?;
+                    let mut enc = flate2::GzBuilder::new()
+                        .mtime(0)
+                        .write(Vec::new(), flate2::Compression::default());
+                    enc.write_all(&tar)
+                        .and_then(|()| enc.try_finish())
+                        .map_err(|e| Diagnostic::new(item.pos.clone(), format!("gzip: {e}")))?;
+                    let bytes = enc
+                        .finish()
+                        .map_err(|e| Diagnostic::new(item.pos.clone(), format!("gzip: {e}")))?;
                     (Content::Bytes(Arc::new(bytes)), Some(tar), None)
                 } else {
                     (Content::Bytes(Arc::new(tar)), None, None)
@@ -654,27 +888,51 @@ struct ItemLookup {
 }
 
 impl Object for ItemLookup {
-    fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, MjError> {
+    fn call(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        args: &[Value],
+    ) -> Result<Value, MjError> {
         let pattern = args.first().and_then(Value::as_str).ok_or_else(|| {
-            MjError::new(ErrorKind::InvalidOperation, "item()/items() take an item name")
+            MjError::new(
+                ErrorKind::InvalidOperation,
+                "item()/items() take an item name",
+            )
         })?;
-        let reg = self.registry.lock().map_err(|_| MjError::new(ErrorKind::InvalidOperation, "lock"))?;
-        let scoped = if self.prefix.is_empty() { pattern.to_string() } else { format!("{}/{pattern}", self.prefix) };
+        let reg = self
+            .registry
+            .lock()
+            .map_err(|_| MjError::new(ErrorKind::InvalidOperation, "lock"))?;
+        let scoped = if self.prefix.is_empty() {
+            pattern.to_string()
+        } else {
+            format!("{}/{pattern}", self.prefix)
+        };
         if self.glob {
             for candidate in [&scoped, &pattern.to_string()] {
-                let found: Vec<Value> = reg.iter().filter(|(k, _)| glob_match(candidate, k)).map(|(_, v)| v.clone()).collect();
+                let found: Vec<Value> = reg
+                    .iter()
+                    .filter(|(k, _)| glob_match(candidate, k))
+                    .map(|(_, v)| v.clone())
+                    .collect();
                 if !found.is_empty() {
                     return Ok(Value::from(found));
                 }
             }
             return Ok(Value::from(Vec::<Value>::new()));
         }
-        reg.get(&scoped).or_else(|| reg.get(pattern)).cloned().ok_or_else(|| {
-            MjError::new(
-                ErrorKind::InvalidOperation,
-                format!("no item `{pattern}` defined before this one (known: {})", reg.keys().cloned().collect::<Vec<_>>().join(", ")),
-            )
-        })
+        reg.get(&scoped)
+            .or_else(|| reg.get(pattern))
+            .cloned()
+            .ok_or_else(|| {
+                MjError::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "no item `{pattern}` defined before this one (known: {})",
+                        reg.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })
     }
 }
 
@@ -683,7 +941,9 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == text,
         Some((head, tail)) => {
-            let Some(rest) = text.strip_prefix(head) else { return false };
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
             (0..=rest.len())
                 .take_while(|&i| !rest[..i].contains('/'))
                 .filter(|&i| rest.is_char_boundary(i))
@@ -697,16 +957,30 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 struct RngObject(Mutex<Rng>);
 
 impl Object for RngObject {
-    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, MjError> {
-        let mut rng = self.0.lock().map_err(|_| MjError::new(ErrorKind::InvalidOperation, "lock"))?;
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, MjError> {
+        let mut rng = self
+            .0
+            .lock()
+            .map_err(|_| MjError::new(ErrorKind::InvalidOperation, "lock"))?;
         match method {
             "text" => {
-                let n = args.first().and_then(|v| usize::try_from(v.clone()).ok()).unwrap_or(26);
+                let n = args
+                    .first()
+                    .and_then(|v| usize::try_from(v.clone()).ok())
+                    .unwrap_or(26);
                 Ok(Value::from(rng.text(n)))
             }
             "int" => Ok(Value::from(rng.next_u64() >> 1)),
             "hex" => {
-                let n = args.first().and_then(|v| usize::try_from(v.clone()).ok()).unwrap_or(64);
+                let n = args
+                    .first()
+                    .and_then(|v| usize::try_from(v.clone()).ok())
+                    .unwrap_or(64);
                 let mut bytes = vec![0u8; n.div_ceil(2)];
                 rng.fill(&mut bytes);
                 Ok(Value::from(crate::template::hex(&bytes)[..n].to_string()))
@@ -723,7 +997,8 @@ pub fn value_json(v: &Value) -> serde_json::Value {
 
 /// Stream-digests any reader with `alg`, returning the digest and the number of bytes read.
 pub fn digest_reader(alg: &str, mut r: impl std::io::Read) -> std::io::Result<(String, u64)> {
-    let mut h = Hasher::new(alg).ok_or_else(|| std::io::Error::other(format!("unknown algorithm {alg}")))?;
+    let mut h = Hasher::new(alg)
+        .ok_or_else(|| std::io::Error::other(format!("unknown algorithm {alg}")))?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
@@ -745,13 +1020,21 @@ mod tests {
 
     struct Recipes(IndexMap<String, Arc<DatasetSpec>>);
     impl RecipeResolver for Recipes {
-        fn resolve_recipe(&mut self, path: &str, from: &Pos) -> Result<Arc<DatasetSpec>, Diagnostic> {
-            self.0.get(path).cloned().ok_or_else(|| Diagnostic::new(from.clone(), format!("no recipe {path}")))
+        fn resolve_recipe(
+            &mut self,
+            path: &str,
+            from: &Pos,
+        ) -> Result<Arc<DatasetSpec>, Diagnostic> {
+            self.0
+                .get(path)
+                .cloned()
+                .ok_or_else(|| Diagnostic::new(from.clone(), format!("no recipe {path}")))
         }
     }
 
     fn spec(src: &str, recipes: &mut Recipes) -> DatasetSpec {
-        compile(&parse(Path::new("d.yaml"), src).unwrap(), recipes).unwrap_or_else(|e| panic!("{e}"))
+        compile(&parse(Path::new("d.yaml"), src).unwrap(), recipes)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     const IMAGE: &str = r#"
@@ -783,8 +1066,15 @@ items:
             &mut recipes,
         );
         let store = Store::default();
-        let cx = GenContext { seed, store: &store, globals: IndexMap::new() };
-        (generate(&ds, None, None, &IndexMap::new(), &cx).unwrap(), store)
+        let cx = GenContext {
+            seed,
+            store: &store,
+            globals: IndexMap::new(),
+        };
+        (
+            generate(&ds, None, None, &IndexMap::new(), &cx).unwrap(),
+            store,
+        )
     }
 
     #[test]
@@ -797,14 +1087,34 @@ items:
         let m = &v["items"]["arm64/manifest"];
         let bytes = store.get(m["id"].as_str().unwrap()).unwrap();
         let raw = bytes.bytes().unwrap();
-        assert_eq!(crate::template::digest_bytes("sha256", raw).unwrap(), m["digest"]);
+        assert_eq!(
+            crate::template::digest_bytes("sha256", raw).unwrap(),
+            m["digest"]
+        );
         let parsed: serde_json::Value = serde_json::from_slice(raw).unwrap();
-        assert_eq!(parsed["layers"][1]["digest"], v["items"]["arm64/layer-1"]["digest"]);
+        assert_eq!(
+            parsed["layers"][1]["digest"],
+            v["items"]["arm64/layer-1"]["digest"]
+        );
         assert_eq!(parsed["config"]["size"], v["items"]["arm64/config"]["size"]);
         // diff_ids are digests of the uncompressed tar, not of the gzip bytes
-        let cfg: serde_json::Value = serde_json::from_slice(store.get(v["items"]["arm64/config"]["id"].as_str().unwrap()).unwrap().bytes().unwrap()).unwrap();
-        assert_ne!(cfg["rootfs"]["diff_ids"][0], v["items"]["arm64/layer-0"]["digest"]);
-        assert!(raw.starts_with(br#"{"schemaVersion":2,"config":{"mediaType""#), "{}", String::from_utf8_lossy(raw));
+        let cfg: serde_json::Value = serde_json::from_slice(
+            store
+                .get(v["items"]["arm64/config"]["id"].as_str().unwrap())
+                .unwrap()
+                .bytes()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_ne!(
+            cfg["rootfs"]["diff_ids"][0],
+            v["items"]["arm64/layer-0"]["digest"]
+        );
+        assert!(
+            raw.starts_with(br#"{"schemaVersion":2,"config":{"mediaType""#),
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
     }
 
     #[test]
@@ -812,35 +1122,73 @@ items:
         let a = value_json(&gen(7).0.value);
         let b = value_json(&gen(7).0.value);
         let c = value_json(&gen(8).0.value);
-        assert_eq!(a["items"]["amd64/manifest"]["digest"], b["items"]["amd64/manifest"]["digest"]);
-        assert_ne!(a["items"]["amd64/manifest"]["digest"], c["items"]["amd64/manifest"]["digest"]);
-        assert_ne!(a["items"]["amd64/layer-0"]["digest"], a["items"]["arm64/layer-0"]["digest"]);
+        assert_eq!(
+            a["items"]["amd64/manifest"]["digest"],
+            b["items"]["amd64/manifest"]["digest"]
+        );
+        assert_ne!(
+            a["items"]["amd64/manifest"]["digest"],
+            c["items"]["amd64/manifest"]["digest"]
+        );
+        assert_ne!(
+            a["items"]["amd64/layer-0"]["digest"],
+            a["items"]["arm64/layer-0"]["digest"]
+        );
     }
 
     #[test]
     fn corrupt_items_declare_the_original_digest() {
         let mut r = Recipes(IndexMap::new());
-        let ds = spec("name: b\nitems:\n  - { name: bad, random: 100, corrupt: { append: 'oh no' } }\n", &mut r);
+        let ds = spec(
+            "name: b\nitems:\n  - { name: bad, random: 100, corrupt: { append: 'oh no' } }\n",
+            &mut r,
+        );
         let store = Store::default();
-        let cx = GenContext { seed: 1, store: &store, globals: IndexMap::new() };
-        let v = value_json(&generate(&ds, None, None, &IndexMap::new(), &cx).unwrap().value);
+        let cx = GenContext {
+            seed: 1,
+            store: &store,
+            globals: IndexMap::new(),
+        };
+        let v = value_json(
+            &generate(&ds, None, None, &IndexMap::new(), &cx)
+                .unwrap()
+                .value,
+        );
         let item = &v["items"]["bad"];
         let content = store.get(item["id"].as_str().unwrap()).unwrap();
         assert_eq!(content.len(), 105);
         assert_eq!(item["size"], 100);
-        assert_eq!(content.digest("sha256", Some((0, 99))).unwrap(), item["digest"]);
+        assert_eq!(
+            content.digest("sha256", Some((0, 99))).unwrap(),
+            item["digest"]
+        );
         assert_ne!(content.digest("sha256", None).unwrap(), item["digest"]);
     }
 
     #[test]
     fn errors_point_at_items() {
         let mut r = Recipes(IndexMap::new());
-        let e = compile(&parse(Path::new("d.yaml"), "name: b\nitems:\n  - { name: x, random: 1, text: a }\n").unwrap(), &mut r).unwrap_err();
+        let e = compile(
+            &parse(
+                Path::new("d.yaml"),
+                "name: b\nitems:\n  - { name: x, random: 1, text: a }\n",
+            )
+            .unwrap(),
+            &mut r,
+        )
+        .unwrap_err();
         assert!(e.0[0].message.contains("exactly one of"), "{e}");
         assert_eq!(e.0[0].pos.line, 3);
-        let ds = spec("name: b\nitems:\n  - { name: x, json: { a: \"{{ item('nope') }}\" } }\n", &mut r);
+        let ds = spec(
+            "name: b\nitems:\n  - { name: x, json: { a: \"{{ item('nope') }}\" } }\n",
+            &mut r,
+        );
         let store = Store::default();
-        let cx = GenContext { seed: 1, store: &store, globals: IndexMap::new() };
+        let cx = GenContext {
+            seed: 1,
+            store: &store,
+            globals: IndexMap::new(),
+        };
         let e = generate(&ds, None, None, &IndexMap::new(), &cx).unwrap_err();
         assert!(e.message.contains("no item `nope`"), "{}", e.message);
         assert_eq!(e.pos.line, 3);

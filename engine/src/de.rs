@@ -8,7 +8,9 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde::Deserialize;
 
 use crate::diag::{did_you_mean, Diagnostic, Pos};
@@ -51,7 +53,11 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Error { pos: None, msg: msg.to_string(), hint: None }
+        Error {
+            pos: None,
+            msg: msg.to_string(),
+            hint: None,
+        }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -59,7 +65,11 @@ impl de::Error for Error {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("expected one of: {}", expected.join(", ")),
         };
-        Error { pos: None, msg: format!("unknown key `{field}`"), hint: Some(hint) }
+        Error {
+            pos: None,
+            msg: format!("unknown key `{field}`"),
+            hint: Some(hint),
+        }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -67,19 +77,35 @@ impl de::Error for Error {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("expected one of: {}", expected.join(", ")),
         };
-        Error { pos: None, msg: format!("unknown value `{variant}`"), hint: Some(hint) }
+        Error {
+            pos: None,
+            msg: format!("unknown value `{variant}`"),
+            hint: Some(hint),
+        }
     }
 
     fn missing_field(field: &'static str) -> Self {
-        Error { pos: None, msg: format!("missing key `{field}`"), hint: None }
+        Error {
+            pos: None,
+            msg: format!("missing key `{field}`"),
+            hint: None,
+        }
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Error { pos: None, msg: format!("expected {exp}, found {unexp}"), hint: None }
+        Error {
+            pos: None,
+            msg: format!("expected {exp}, found {unexp}"),
+            hint: None,
+        }
     }
 
     fn duplicate_field(field: &'static str) -> Self {
-        Error { pos: None, msg: format!("duplicate key `{field}`"), hint: None }
+        Error {
+            pos: None,
+            msg: format!("duplicate key `{field}`"),
+            hint: None,
+        }
     }
 }
 
@@ -108,7 +134,10 @@ pub struct Located<T> {
 impl<T> Located<T> {
     /// A value with no source position (built by the engine).
     pub fn synthetic(value: T) -> Self {
-        Located { pos: Pos::default(), value }
+        Located {
+            pos: Pos::default(),
+            value,
+        }
     }
 }
 
@@ -127,7 +156,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a value")
             }
-            fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Located<T>, D::Error> {
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Located<T>, D::Error> {
                 let pos = POS_SLOT.with(|s| s.borrow_mut().pop()).unwrap_or_default();
                 let value = T::deserialize(d)?;
                 Ok(Located { pos, value })
@@ -171,7 +203,10 @@ impl<'de> Deserializer<'de> for &'de Node {
             Value::Float(f) => v.visit_f64(*f),
             Value::Str(s) => v.visit_borrowed_str(s),
             Value::Seq(items) => v.visit_seq(Seq { iter: items.iter() }),
-            Value::Map(entries) => v.visit_map(Map { iter: entries.iter(), value: None }),
+            Value::Map(entries) => v.visit_map(Map {
+                iter: entries.iter(),
+                value: None,
+            }),
         };
         r.map_err(|e| e.at(&self.pos))
     }
@@ -197,7 +232,11 @@ impl<'de> Deserializer<'de> for &'de Node {
         self.deserialize_string(v)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, v: V) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, Error> {
         match name {
             LOCATED => {
                 POS_SLOT.with(|s| s.borrow_mut().push(self.pos.clone()));
@@ -220,7 +259,10 @@ impl<'de> Deserializer<'de> for &'de Node {
     ) -> Result<V::Value, Error> {
         match &self.value {
             Value::Str(s) => v.visit_enum(s.as_str().into_deserializer()),
-            Value::Map(entries) if entries.len() == 1 => v.visit_enum(Enum { key: &entries[0].0, value: &entries[0].1 }),
+            Value::Map(entries) if entries.len() == 1 => v.visit_enum(Enum {
+                key: &entries[0].0,
+                value: &entries[0].1,
+            }),
             other => Err(de::Error::custom(format!(
                 "expected a name or a mapping with a single key, found {}",
                 other.kind()
@@ -245,7 +287,10 @@ struct Seq<'a> {
 
 impl<'de> SeqAccess<'de> for Seq<'de> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         match self.iter.next() {
             Some(n) => seed.deserialize(n).map(Some).map_err(|e| e.at(&n.pos)),
             None => Ok(None),
@@ -263,7 +308,10 @@ struct Map<'a> {
 
 impl<'de> MapAccess<'de> for Map<'de> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
@@ -273,7 +321,10 @@ impl<'de> MapAccess<'de> for Map<'de> {
         }
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        let v = self.value.take().ok_or_else(|| de::Error::custom("value without key"))?;
+        let v = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("value without key"))?;
         seed.deserialize(v).map_err(|e| e.at(&v.pos))
     }
 }
@@ -286,8 +337,13 @@ struct Enum<'a> {
 impl<'de> de::EnumAccess<'de> for Enum<'de> {
     type Error = Error;
     type Variant = &'de Node;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, &'de Node), Error> {
-        let v = seed.deserialize(self.key).map_err(|e| e.at(&self.key.pos))?;
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, &'de Node), Error> {
+        let v = seed
+            .deserialize(self.key)
+            .map_err(|e| e.at(&self.key.pos))?;
         Ok((v, self.value))
     }
 }
@@ -303,7 +359,11 @@ impl<'de> de::VariantAccess<'de> for &'de Node {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, v: V) -> Result<V::Value, Error> {
         self.deserialize_any(v)
     }
-    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], v: V) -> Result<V::Value, Error> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Error> {
         self.deserialize_any(v)
     }
 }
@@ -365,7 +425,11 @@ mod tests {
 
     #[test]
     fn located_and_raw_values() {
-        let n = parse(Path::new("s.yaml"), "name: hello\nexpect: {status: [1]}\nraw: {a: [1, 2]}\nlevel: MUST\n").unwrap();
+        let n = parse(
+            Path::new("s.yaml"),
+            "name: hello\nexpect: {status: [1]}\nraw: {a: [1, 2]}\nlevel: MUST\n",
+        )
+        .unwrap();
         let s = from_node::<Step>(&n).unwrap();
         assert_eq!(s.name.value, "hello");
         assert_eq!((s.name.pos.line, s.name.pos.col), (1, 7));
@@ -377,7 +441,11 @@ mod tests {
 
     #[test]
     fn unknown_enum_value_suggests() {
-        let n = parse(Path::new("s.yaml"), "name: x\nexpect: {status: [1]}\nlevel: SHUOLD\n").unwrap();
+        let n = parse(
+            Path::new("s.yaml"),
+            "name: x\nexpect: {status: [1]}\nlevel: SHUOLD\n",
+        )
+        .unwrap();
         let e = from_node::<Step>(&n).unwrap_err();
         assert_eq!(e.pos.line, 3);
         assert_eq!(e.hint.as_deref(), Some("did you mean `SHOULD`?"));

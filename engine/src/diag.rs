@@ -19,12 +19,20 @@ pub struct Pos {
 impl Pos {
     /// A position in `file` at `line`:`col`.
     pub fn new(file: &Arc<PathBuf>, line: u32, col: u32) -> Self {
-        Pos { file: Some(file.clone()), line, col }
+        Pos {
+            file: Some(file.clone()),
+            line,
+            col,
+        }
     }
 
     /// A position that only names a file.
     pub fn file(path: &Path) -> Self {
-        Pos { file: Some(Arc::new(path.to_path_buf())), line: 0, col: 0 }
+        Pos {
+            file: Some(Arc::new(path.to_path_buf())),
+            line: 0,
+            col: 0,
+        }
     }
 
     /// Whether a line is known.
@@ -35,7 +43,10 @@ impl Pos {
 
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.file.as_ref().map_or_else(|| "<input>".to_string(), |p| display_path(p));
+        let file = self
+            .file
+            .as_ref()
+            .map_or_else(|| "<input>".to_string(), |p| display_path(p));
         if self.line == 0 {
             write!(f, "{file}")
         } else {
@@ -68,7 +79,11 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic at `pos`.
     pub fn new(pos: Pos, message: impl Into<String>) -> Self {
-        Diagnostic { pos, message: message.into(), hint: None }
+        Diagnostic {
+            pos,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// Adds a hint.
@@ -129,7 +144,11 @@ impl Diagnostics {
 
     /// Renders all diagnostics, one block each.
     pub fn render(&self) -> String {
-        self.0.iter().map(Diagnostic::render).collect::<Vec<_>>().join("\n")
+        self.0
+            .iter()
+            .map(Diagnostic::render)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -149,7 +168,10 @@ impl fmt::Display for Diagnostics {
 }
 
 /// The closest candidate to `word` by edit distance, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = word.len().div_ceil(3).clamp(1, 3);
     candidates
         .into_iter()
@@ -180,8 +202,14 @@ mod tests {
 
     #[test]
     fn suggests_close_keys_only() {
-        assert_eq!(did_you_mean("stauts", ["status", "headers", "body"]), Some("status"));
-        assert_eq!(did_you_mean("hedaers", ["status", "headers", "body"]), Some("headers"));
+        assert_eq!(
+            did_you_mean("stauts", ["status", "headers", "body"]),
+            Some("status")
+        );
+        assert_eq!(
+            did_you_mean("hedaers", ["status", "headers", "body"]),
+            Some("headers")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["status", "headers"]), None);
     }
 

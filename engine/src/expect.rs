@@ -42,7 +42,10 @@ pub struct Schemas {
 impl Schemas {
     /// Schemas read from `dir`.
     pub fn new(dir: &Path) -> Self {
-        Schemas { dir: dir.to_path_buf(), cache: Mutex::new(HashMap::new()) }
+        Schemas {
+            dir: dir.to_path_buf(),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The validator for a schema file name.
@@ -51,13 +54,24 @@ impl Schemas {
             return Ok(v);
         }
         let path = self.dir.join(name);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Diagnostic::new(pos.clone(), format!("cannot read schema {}: {e}", path.display())))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Diagnostic::new(pos.clone(), format!("schema {} is not JSON: {e}", path.display())))?;
-        let v = Arc::new(
-            jsonschema::validator_for(&json).map_err(|e| Diagnostic::new(pos.clone(), format!("invalid schema {}: {e}", path.display())))?,
-        );
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Diagnostic::new(
+                pos.clone(),
+                format!("cannot read schema {}: {e}", path.display()),
+            )
+        })?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Diagnostic::new(
+                pos.clone(),
+                format!("schema {} is not JSON: {e}", path.display()),
+            )
+        })?;
+        let v = Arc::new(jsonschema::validator_for(&json).map_err(|e| {
+            Diagnostic::new(
+                pos.clone(),
+                format!("invalid schema {}: {e}", path.display()),
+            )
+        })?);
         if let Ok(mut c) = self.cache.lock() {
             c.insert(name.to_string(), v.clone());
         }
@@ -97,7 +111,12 @@ pub fn status_set(spec: &ValueTmpl, ctx: &Value) -> Result<Vec<u16>, Diagnostic>
 }
 
 /// Runs every header, body and assertion check of `expect` (the status is checked by the runner).
-pub fn check(expect: &ExpectSpec, resp: Option<&Response>, json: Option<&Result<serde_json::Value, String>>, env: &CheckEnv<'_>) -> Result<Vec<Check>, Diagnostic> {
+pub fn check(
+    expect: &ExpectSpec,
+    resp: Option<&Response>,
+    json: Option<&Result<serde_json::Value, String>>,
+    env: &CheckEnv<'_>,
+) -> Result<Vec<Check>, Diagnostic> {
     let mut out = Vec::new();
     if let Some(resp) = resp {
         for (name, m) in &expect.headers {
@@ -110,8 +129,18 @@ pub fn check(expect: &ExpectSpec, resp: Option<&Response>, json: Option<&Result<
     }
     for a in &expect.assert {
         let ok = a.that.truthy(env.ctx)?;
-        let message = if ok { format!("assert `{}`", a.that.src) } else { a.message.render(env.ctx)? };
-        out.push(Check { ok, message, level: a.level.unwrap_or(env.level), req: merge_req(env.req, &a.req), pos: a.that.pos.clone() });
+        let message = if ok {
+            format!("assert `{}`", a.that.src)
+        } else {
+            a.message.render(env.ctx)?
+        };
+        out.push(Check {
+            ok,
+            message,
+            level: a.level.unwrap_or(env.level),
+            req: merge_req(env.req, &a.req),
+            pos: a.that.pos.clone(),
+        });
     }
     Ok(out)
 }
@@ -130,6 +159,22 @@ fn truthy(v: &ValueTmpl, ctx: &Value) -> Result<bool, Diagnostic> {
     Ok(v.eval(ctx)?.is_true())
 }
 
+/// How strongly a value must be present: `true`/`MUST`, `SHOULD`, `MAY`, or `false` (optional).
+/// Returns the level of the "missing" finding, or None when absence is fine.
+fn presence(m: &MatcherSpec, ctx: &Value, level: Level) -> Result<Option<Level>, Diagnostic> {
+    let Some(p) = &m.present else {
+        return Ok(Some(level));
+    };
+    let v = p.eval(ctx)?;
+    Ok(match v.as_str() {
+        Some("MUST") => Some(Level::Must),
+        Some("SHOULD") => Some(Level::Should),
+        Some("MAY") => None,
+        _ if v.is_true() => Some(level),
+        _ => None,
+    })
+}
+
 fn show(values: &[&str]) -> String {
     match values.len() {
         0 => "nothing".into(),
@@ -139,7 +184,12 @@ fn show(values: &[&str]) -> String {
 }
 
 /// Checks one header; absent optional headers pass.
-fn header_check(name: &str, values: &[&str], m: &MatcherSpec, env: &CheckEnv<'_>) -> Result<Vec<Check>, Diagnostic> {
+fn header_check(
+    name: &str,
+    values: &[&str],
+    m: &MatcherSpec,
+    env: &CheckEnv<'_>,
+) -> Result<Vec<Check>, Diagnostic> {
     let ctx = env.ctx;
     let level = m.level.unwrap_or(env.level);
     let req = merge_req(env.req, &m.req);
@@ -148,46 +198,79 @@ fn header_check(name: &str, values: &[&str], m: &MatcherSpec, env: &CheckEnv<'_>
             (Some(t), false) => format!("{} ({msg})", t.render(ctx)?),
             _ => msg,
         };
-        Ok(Check { ok, message, level, req: req.clone(), pos: m.pos.clone() })
+        Ok(Check {
+            ok,
+            message,
+            level,
+            req: req.clone(),
+            pos: m.pos.clone(),
+        })
     };
     let mut out = Vec::new();
     if let Some(a) = &m.absent {
         if truthy(a, ctx)? {
-            out.push(mk(values.is_empty(), format!("header {name} must be absent, got {}", show(values)))?);
+            out.push(mk(
+                values.is_empty(),
+                format!("header {name} must be absent, got {}", show(values)),
+            )?);
             return Ok(out);
         }
     }
-    let required = match &m.present {
-        Some(p) => truthy(p, ctx)?,
-        None => true,
-    };
     if values.is_empty() {
-        if required {
-            out.push(mk(false, format!("header {name} is missing"))?);
+        if let Some(l) = presence(m, ctx, level)? {
+            let mut c = mk(false, format!("header {name} is missing"))?;
+            c.level = l;
+            out.push(c);
         }
         return Ok(out);
     }
     let joined = values.join(", ");
-    let items: Vec<String> = values.iter().flat_map(|v| v.split(',')).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let items: Vec<String> = values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     if let Some(e) = &m.equals {
         let want = scalar_text(&e.eval(ctx)?);
-        out.push(mk(joined.trim() == want.trim(), format!("header {name}: expected `{want}`, got {}", show(values)))?);
+        out.push(mk(
+            joined.trim() == want.trim(),
+            format!("header {name}: expected `{want}`, got {}", show(values)),
+        )?);
     }
     if let Some(e) = &m.one_of {
         let want: Vec<String> = list_text(&e.eval(ctx)?);
-        out.push(mk(want.iter().any(|w| w.trim() == joined.trim()), format!("header {name}: expected one of {want:?}, got {}", show(values)))?);
+        out.push(mk(
+            want.iter().any(|w| w.trim() == joined.trim()),
+            format!(
+                "header {name}: expected one of {want:?}, got {}",
+                show(values)
+            ),
+        )?);
     }
     if let Some((re, src)) = &m.matches {
-        out.push(mk(values.iter().all(|v| re.is_match(v)), format!("header {name}: expected to match `{src}`, got {}", show(values)))?);
+        out.push(mk(
+            values.iter().all(|v| re.is_match(v)),
+            format!(
+                "header {name}: expected to match `{src}`, got {}",
+                show(values)
+            ),
+        )?);
     }
     if let Some(e) = &m.contains {
         let want = list_text(&e.eval(ctx)?);
         let missing: Vec<&String> = want.iter().filter(|w| !items.contains(w)).collect();
-        out.push(mk(missing.is_empty(), format!("header {name}: missing {missing:?} in {}", show(values)))?);
+        out.push(mk(
+            missing.is_empty(),
+            format!("header {name}: missing {missing:?} in {}", show(values)),
+        )?);
     }
     if let Some(e) = &m.length {
         let want = scalar_text(&e.eval(ctx)?);
-        out.push(mk(items.len().to_string() == want, format!("header {name}: expected {want} items, got {}", items.len()))?);
+        out.push(mk(
+            items.len().to_string() == want,
+            format!("header {name}: expected {want} items, got {}", items.len()),
+        )?);
     }
     Ok(out)
 }
@@ -201,7 +284,9 @@ fn scalar_text(v: &Value) -> String {
 
 fn list_text(v: &Value) -> Vec<String> {
     if v.kind() == minijinja::value::ValueKind::Seq {
-        v.try_iter().map(|i| i.map(|x| scalar_text(&x)).collect()).unwrap_or_default()
+        v.try_iter()
+            .map(|i| i.map(|x| scalar_text(&x)).collect())
+            .unwrap_or_default()
     } else {
         vec![scalar_text(v)]
     }
@@ -210,7 +295,10 @@ fn list_text(v: &Value) -> Vec<String> {
 /// A short, safe excerpt of a body for messages.
 pub fn excerpt(body: &[u8]) -> String {
     let t = String::from_utf8_lossy(&body[..body.len().min(300)]);
-    let t: String = t.chars().map(|c| if c.is_control() && c != ' ' { ' ' } else { c }).collect();
+    let t: String = t
+        .chars()
+        .map(|c| if c.is_control() && c != ' ' { ' ' } else { c })
+        .collect();
     if body.len() > 300 {
         format!("{}…", t.trim())
     } else {
@@ -218,16 +306,31 @@ pub fn excerpt(body: &[u8]) -> String {
     }
 }
 
-fn body_checks(b: &BodyExpectSpec, resp: &Response, json: Option<&Result<serde_json::Value, String>>, env: &CheckEnv<'_>) -> Result<Vec<Check>, Diagnostic> {
+fn body_checks(
+    b: &BodyExpectSpec,
+    resp: &Response,
+    json: Option<&Result<serde_json::Value, String>>,
+    env: &CheckEnv<'_>,
+) -> Result<Vec<Check>, Diagnostic> {
     let ctx = env.ctx;
     let level = b.level.unwrap_or(env.level);
     let req = merge_req(env.req, &b.req);
     let mut out = Vec::new();
-    let mk = |ok: bool, message: String, pos: &Pos| Check { ok, message, level, req: req.clone(), pos: pos.clone() };
+    let mk = |ok: bool, message: String, pos: &Pos| Check {
+        ok,
+        message,
+        level,
+        req: req.clone(),
+        pos: pos.clone(),
+    };
     if let Some(empty) = b.empty {
         let ok = (resp.body_len == 0) == empty;
         let msg = if empty {
-            format!("body must be empty, got {} bytes: {}", resp.body_len, excerpt(&resp.body))
+            format!(
+                "body must be empty, got {} bytes: {}",
+                resp.body_len,
+                excerpt(&resp.body)
+            )
         } else {
             "body must not be empty".to_string()
         };
@@ -235,7 +338,10 @@ fn body_checks(b: &BodyExpectSpec, resp: &Response, json: Option<&Result<serde_j
     }
     if let Some(id_t) = &b.content {
         let id = id_t.render(ctx)?;
-        let content = env.store.get(&id).ok_or_else(|| Diagnostic::new(id_t.pos.clone(), format!("no dataset item `{id}`")))?;
+        let content = env
+            .store
+            .get(&id)
+            .ok_or_else(|| Diagnostic::new(id_t.pos.clone(), format!("no dataset item `{id}`")))?;
         let range = match &b.range {
             Some(r) => Some(parse_range(&r.render(ctx)?, &r.pos)?),
             None => None,
@@ -254,11 +360,17 @@ fn body_checks(b: &BodyExpectSpec, resp: &Response, json: Option<&Result<serde_j
         } else {
             format!(
                 "body differs from {id}{}: got {} bytes ({}), expected {want_len} bytes ({}){}",
-                range.map(|(s, e)| format!(" bytes {s}-{e}")).unwrap_or_default(),
+                range
+                    .map(|(s, e)| format!(" bytes {s}-{e}"))
+                    .unwrap_or_default(),
                 resp.body_len,
                 got.unwrap_or("-"),
                 want.as_deref().unwrap_or("-"),
-                if resp.body.is_empty() { String::new() } else { format!("; body starts: {}", excerpt(&resp.body)) }
+                if resp.body.is_empty() {
+                    String::new()
+                } else {
+                    format!("; body starts: {}", excerpt(&resp.body))
+                }
             )
         };
         out.push(mk(ok, msg, &id_t.pos));
@@ -266,13 +378,25 @@ fn body_checks(b: &BodyExpectSpec, resp: &Response, json: Option<&Result<serde_j
     if let Some(t) = &b.text {
         let want = t.render(ctx)?;
         let got = String::from_utf8_lossy(&resp.body);
-        out.push(mk(got == want, format!("body: expected `{}`, got `{}`", excerpt(want.as_bytes()), excerpt(&resp.body)), &t.pos));
+        out.push(mk(
+            got == want,
+            format!(
+                "body: expected `{}`, got `{}`",
+                excerpt(want.as_bytes()),
+                excerpt(&resp.body)
+            ),
+            &t.pos,
+        ));
     }
     if b.json.is_some() || b.schema.is_some() {
         let parsed = match json {
             Some(Ok(v)) => Some(v),
             Some(Err(e)) => {
-                out.push(mk(false, format!("body is not JSON ({e}): {}", excerpt(&resp.body)), &b.pos));
+                out.push(mk(
+                    false,
+                    format!("body is not JSON ({e}): {}", excerpt(&resp.body)),
+                    &b.pos,
+                ));
                 None
             }
             None => None,
@@ -283,9 +407,21 @@ fn body_checks(b: &BodyExpectSpec, resp: &Response, json: Option<&Result<serde_j
             }
             if let Some(schema) = &b.schema {
                 let validator = env.schemas.get(&schema.value, &schema.pos)?;
-                let errors: Vec<String> = validator.iter_errors(v).take(5).map(|e| format!("{} at `{}`", e, e.instance_path())).collect();
+                let errors: Vec<String> = validator
+                    .iter_errors(v)
+                    .take(5)
+                    .map(|e| format!("{} at `{}`", e, e.instance_path()))
+                    .collect();
                 let ok = errors.is_empty();
-                let msg = if ok { format!("body matches {}", schema.value) } else { format!("body does not match {}: {}", schema.value, errors.join("; ")) };
+                let msg = if ok {
+                    format!("body matches {}", schema.value)
+                } else {
+                    format!(
+                        "body does not match {}: {}",
+                        schema.value,
+                        errors.join("; ")
+                    )
+                };
                 out.push(mk(ok, msg, &schema.pos));
             }
         }
@@ -295,9 +431,17 @@ fn body_checks(b: &BodyExpectSpec, resp: &Response, json: Option<&Result<serde_j
 
 /// Parses `start-end` (inclusive).
 pub fn parse_range(s: &str, pos: &Pos) -> Result<(u64, u64), Diagnostic> {
-    let (a, b) = s.split_once('-').ok_or_else(|| Diagnostic::new(pos.clone(), format!("range `{s}` is not `start-end`")))?;
-    let a = a.trim().parse::<u64>().map_err(|_| Diagnostic::new(pos.clone(), format!("range `{s}`: bad start")))?;
-    let b = b.trim().parse::<u64>().map_err(|_| Diagnostic::new(pos.clone(), format!("range `{s}`: bad end")))?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| Diagnostic::new(pos.clone(), format!("range `{s}` is not `start-end`")))?;
+    let a = a
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| Diagnostic::new(pos.clone(), format!("range `{s}`: bad start")))?;
+    let b = b
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| Diagnostic::new(pos.clone(), format!("range `{s}`: bad end")))?;
     Ok((a, b))
 }
 
@@ -324,13 +468,27 @@ fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 fn short(v: &serde_json::Value) -> String {
     let s = v.to_string();
     if s.len() > 200 {
-        format!("{}…", &s[..s.char_indices().take_while(|(i, _)| *i < 200).last().map_or(0, |(i, c)| i + c.len_utf8())])
+        format!(
+            "{}…",
+            &s[..s
+                .char_indices()
+                .take_while(|(i, _)| *i < 200)
+                .last()
+                .map_or(0, |(i, c)| i + c.len_utf8())]
+        )
     } else {
         s
     }
 }
 
-fn json_check(doc: &serde_json::Value, ptr: &str, m: &MatcherSpec, env: &CheckEnv<'_>, level: Level, req: &[String]) -> Result<Vec<Check>, Diagnostic> {
+fn json_check(
+    doc: &serde_json::Value,
+    ptr: &str,
+    m: &MatcherSpec,
+    env: &CheckEnv<'_>,
+    level: Level,
+    req: &[String],
+) -> Result<Vec<Check>, Diagnostic> {
     let ctx = env.ctx;
     let level = m.level.unwrap_or(level);
     let req = merge_req(req, &m.req);
@@ -339,51 +497,95 @@ fn json_check(doc: &serde_json::Value, ptr: &str, m: &MatcherSpec, env: &CheckEn
             (Some(t), false) => format!("{} ({msg})", t.render(ctx)?),
             _ => msg,
         };
-        Ok(Check { ok, message, level, req: req.clone(), pos: m.pos.clone() })
+        Ok(Check {
+            ok,
+            message,
+            level,
+            req: req.clone(),
+            pos: m.pos.clone(),
+        })
     };
-    let at = if ptr.is_empty() { "body".to_string() } else { format!("`{ptr}`") };
+    let at = if ptr.is_empty() {
+        "body".to_string()
+    } else {
+        format!("`{ptr}`")
+    };
     let value = doc.pointer(ptr);
     let mut out = Vec::new();
     if let Some(a) = &m.absent {
         if truthy(a, ctx)? {
-            out.push(mk(value.is_none(), format!("{at} must be absent, got {}", value.map(short).unwrap_or_default()))?);
+            out.push(mk(
+                value.is_none(),
+                format!(
+                    "{at} must be absent, got {}",
+                    value.map(short).unwrap_or_default()
+                ),
+            )?);
             return Ok(out);
         }
     }
-    let required = match &m.present {
-        Some(p) => truthy(p, ctx)?,
-        None => true,
-    };
     let Some(value) = value else {
-        if required {
-            out.push(mk(false, format!("{at} is missing"))?);
+        if let Some(l) = presence(m, ctx, level)? {
+            let mut c = mk(false, format!("{at} is missing"))?;
+            c.level = l;
+            out.push(c);
         }
         return Ok(out);
     };
     if let Some(t) = m.type_ {
-        out.push(mk(json_type_ok(value, t), format!("{at}: expected {t:?}, got {}", short(value)).to_lowercase())?);
+        out.push(mk(
+            json_type_ok(value, t),
+            format!("{at}: expected {t:?}, got {}", short(value)).to_lowercase(),
+        )?);
     }
     if let Some(e) = &m.equals {
         let want = e.eval_json(ctx)?;
-        out.push(mk(json_eq(value, &want), format!("{at}: expected {}, got {}", short(&want), short(value)))?);
+        out.push(mk(
+            json_eq(value, &want),
+            format!("{at}: expected {}, got {}", short(&want), short(value)),
+        )?);
     }
     if let Some(e) = &m.one_of {
         let want = e.eval_json(ctx)?;
-        let options = want.as_array().cloned().unwrap_or_else(|| vec![want.clone()]);
-        out.push(mk(options.iter().any(|o| json_eq(value, o)), format!("{at}: expected one of {}, got {}", short(&want), short(value)))?);
+        let options = want
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| vec![want.clone()]);
+        out.push(mk(
+            options.iter().any(|o| json_eq(value, o)),
+            format!(
+                "{at}: expected one of {}, got {}",
+                short(&want),
+                short(value)
+            ),
+        )?);
     }
     if let Some((re, src)) = &m.matches {
-        let text = value.as_str().map_or_else(|| value.to_string(), String::from);
-        out.push(mk(re.is_match(&text), format!("{at}: expected to match `{src}`, got {}", short(value)))?);
+        let text = value
+            .as_str()
+            .map_or_else(|| value.to_string(), String::from);
+        out.push(mk(
+            re.is_match(&text),
+            format!("{at}: expected to match `{src}`, got {}", short(value)),
+        )?);
     }
     if let Some(e) = &m.contains {
         let want = e.eval_json(ctx)?;
         let ok = match (value, &want) {
             (serde_json::Value::String(s), serde_json::Value::String(w)) => s.contains(w.as_str()),
-            (serde_json::Value::Array(items), w) if !w.is_array() => items.iter().any(|i| json_subset(i, w)),
+            (serde_json::Value::Array(items), w) if !w.is_array() => {
+                items.iter().any(|i| json_subset(i, w))
+            }
             _ => json_subset(value, &want),
         };
-        out.push(mk(ok, format!("{at}: expected to contain {}, got {}", short(&want), short(value)))?);
+        out.push(mk(
+            ok,
+            format!(
+                "{at}: expected to contain {}, got {}",
+                short(&want),
+                short(value)
+            ),
+        )?);
     }
     if let Some(e) = &m.length {
         let want = e.eval_json(ctx)?.as_u64().unwrap_or(u64::MAX);
@@ -393,7 +595,10 @@ fn json_check(doc: &serde_json::Value, ptr: &str, m: &MatcherSpec, env: &CheckEn
             serde_json::Value::String(s) => s.chars().count(),
             _ => usize::MAX,
         } as u64;
-        out.push(mk(len == want, format!("{at}: expected length {want}, got {len}"))?);
+        out.push(mk(
+            len == want,
+            format!("{at}: expected length {want}, got {len}"),
+        )?);
     }
     Ok(out)
 }
@@ -410,39 +615,66 @@ mod tests {
         let node = crate::yaml::Node {
             value: crate::yaml::Value::Map(vec![(
                 crate::yaml::Node::synthetic(crate::yaml::Value::Str("headers".into())),
-                crate::yaml::Node::synthetic(crate::yaml::Value::Map(vec![(crate::yaml::Node::synthetic(crate::yaml::Value::Str("X".into())), raw.0)])),
+                crate::yaml::Node::synthetic(crate::yaml::Value::Map(vec![(
+                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("X".into())),
+                    raw.0,
+                )])),
             )]),
             pos: Pos::default(),
         };
         let wrapped = crate::yaml::Node {
             value: crate::yaml::Value::Map(vec![
-                (crate::yaml::Node::synthetic(crate::yaml::Value::Str("name".into())), crate::yaml::Node::synthetic(crate::yaml::Value::Str("t".into()))),
+                (
+                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("name".into())),
+                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("t".into())),
+                ),
                 (
                     crate::yaml::Node::synthetic(crate::yaml::Value::Str("steps".into())),
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Seq(vec![crate::yaml::Node {
-                        value: crate::yaml::Value::Map(vec![(crate::yaml::Node::synthetic(crate::yaml::Value::Str("expect".into())), node)]),
-                        pos: Pos::default(),
-                    }])),
+                    crate::yaml::Node::synthetic(crate::yaml::Value::Seq(vec![
+                        crate::yaml::Node {
+                            value: crate::yaml::Value::Map(vec![(
+                                crate::yaml::Node::synthetic(crate::yaml::Value::Str(
+                                    "expect".into(),
+                                )),
+                                node,
+                            )]),
+                            pos: Pos::default(),
+                        },
+                    ])),
                 ),
             ]),
             pos: Pos::default(),
         };
         struct NoFiles;
         impl crate::scenario::Resolver for NoFiles {
-            fn resolve(&mut self, p: &str, f: &Pos) -> Result<Arc<crate::scenario::NodeSpec>, Diagnostic> {
+            fn resolve(
+                &mut self,
+                p: &str,
+                f: &Pos,
+            ) -> Result<Arc<crate::scenario::NodeSpec>, Diagnostic> {
                 Err(Diagnostic::new(f.clone(), p))
             }
         }
         let spec = crate::scenario::compile_node(&wrapped, &mut NoFiles).unwrap();
-        let crate::scenario::NodeBody::Case(mut c) = spec.body else { panic!() };
+        let crate::scenario::NodeBody::Case(mut c) = spec.body else {
+            panic!()
+        };
         c.steps.remove(0).expect.headers.remove(0).1
     }
 
     fn run(m: &MatcherSpec, values: &[&str]) -> Vec<Check> {
-        let ctx = Value::from(minijinja::value::Serde(serde_json::json!({"d": "sha256:abc", "tags": ["a", "b"], "on": true})));
+        let ctx = Value::from(minijinja::value::Serde(
+            serde_json::json!({"d": "sha256:abc", "tags": ["a", "b"], "on": true}),
+        ));
         let store = Store::default();
         let schemas = Schemas::default();
-        let env = CheckEnv { ctx: &ctx, store: &store, schemas: &schemas, level: Level::Must, req: &[] };
+        let env = CheckEnv {
+            ctx: &ctx,
+            store: &store,
+            schemas: &schemas,
+            level: Level::Must,
+            req: &[],
+        };
         header_check("X", values, m, &env).unwrap()
     }
 
@@ -453,9 +685,15 @@ mod tests {
         assert!(run(&m, &["sha256:abc"])[0].ok);
         let c = &run(&m, &["sha256:zzz"])[0];
         assert!(!c.ok);
-        assert_eq!(c.message, "header X: expected `sha256:abc`, got `sha256:zzz`");
+        assert_eq!(
+            c.message,
+            "header X: expected `sha256:abc`, got `sha256:zzz`"
+        );
         let required = matcher("{ present: '{{ on }}' }");
         assert_eq!(run(&required, &[])[0].message, "header X is missing");
+        let should = matcher("{ present: SHOULD }");
+        assert_eq!(run(&should, &[])[0].level, Level::Should);
+        assert!(run(&matcher("{ present: MAY }"), &[]).is_empty());
     }
 
     #[test]

@@ -88,10 +88,18 @@ impl ReqBody {
             ReqBody::Content(c, r) => match c.bytes() {
                 Some(b) if c.len() <= EXCERPT as u64 * 1024 => {
                     let (s, e) = r.unwrap_or((0, c.len().saturating_sub(1)));
-                    let slice = if b.is_empty() { &b[..] } else { &b[s as usize..=(e as usize).min(b.len() - 1)] };
+                    let slice = if b.is_empty() {
+                        &b[..]
+                    } else {
+                        &b[s as usize..=(e as usize).min(b.len() - 1)]
+                    };
                     BodySummary::of(slice, slice.len() as u64, None)
                 }
-                _ => BodySummary { len: self.len(), text: None, digest: c.digest("sha256", *r) },
+                _ => BodySummary {
+                    len: self.len(),
+                    text: None,
+                    digest: c.digest("sha256", *r),
+                },
             },
         }
     }
@@ -127,7 +135,10 @@ pub struct Recv {
 
 impl Default for Recv {
     fn default() -> Self {
-        Recv { digests: vec!["sha256".into()], keep: DEFAULT_KEEP }
+        Recv {
+            digests: vec!["sha256".into()],
+            keep: DEFAULT_KEEP,
+        }
     }
 }
 
@@ -155,12 +166,19 @@ pub struct Response {
 impl Response {
     /// First value of a header (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// All values of a header.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// Whether the whole body is in memory.
@@ -170,7 +188,10 @@ impl Response {
 
     /// The digest of the body with `alg`, if computed.
     pub fn digest(&self, alg: &str) -> Option<&str> {
-        self.digests.iter().find(|(a, _)| a == alg).map(|(_, d)| d.as_str())
+        self.digests
+            .iter()
+            .find(|(a, _)| a == alg)
+            .map(|(_, d)| d.as_str())
     }
 }
 
@@ -193,9 +214,19 @@ impl BodySummary {
         let text = std::str::from_utf8(shown)
             .ok()
             .filter(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace()))
-            .map(|t| if (bytes.len() as u64) < len || bytes.len() > EXCERPT { format!("{t}…") } else { t.to_string() });
+            .map(|t| {
+                if (bytes.len() as u64) < len || bytes.len() > EXCERPT {
+                    format!("{t}…")
+                } else {
+                    t.to_string()
+                }
+            });
         let digest = if text.is_none() || len as usize > EXCERPT {
-            digest.or_else(|| (len == bytes.len() as u64).then(|| crate::template::digest_bytes("sha256", bytes)).flatten())
+            digest.or_else(|| {
+                (len == bytes.len() as u64)
+                    .then(|| crate::template::digest_bytes("sha256", bytes))
+                    .flatten()
+            })
         } else {
             None
         };
@@ -336,12 +367,30 @@ impl Client {
         let mut hops = 0;
         loop {
             let same_host = host_of(&url) == origin;
-            let auth = if req.auth && same_host { self.cached_auth(&method, &url) } else { None };
-            let (result, ex) = self.once(&method, &url, &req.headers, auth.as_ref(), &body, req.chunked, recv, None);
+            let auth = if req.auth && same_host {
+                self.cached_auth(&method, &url)
+            } else {
+                None
+            };
+            let (result, ex) = self.once(
+                &method,
+                &url,
+                &req.headers,
+                auth.as_ref(),
+                &body,
+                req.chunked,
+                recv,
+                None,
+            );
             exchanges.push(ex);
             let resp = match result {
                 Ok(r) => r,
-                Err(e) => return Outcome { result: Err(e), exchanges },
+                Err(e) => {
+                    return Outcome {
+                        result: Err(e),
+                        exchanges,
+                    }
+                }
             };
             if resp.status == 401 && req.auth && same_host && !tried_auth {
                 tried_auth = true;
@@ -349,18 +398,25 @@ impl Client {
                     continue;
                 }
             }
-            if req.follow_redirects && matches!(resp.status, 301 | 302 | 303 | 307 | 308) && hops < 10 {
+            if req.follow_redirects
+                && matches!(resp.status, 301 | 302 | 303 | 307 | 308)
+                && hops < 10
+            {
                 if let Some(loc) = resp.header("location") {
                     hops += 1;
                     url = resolve_url(&url, loc);
-                    if resp.status == 303 || (matches!(resp.status, 301 | 302) && method == "POST") {
+                    if resp.status == 303 || (matches!(resp.status, 301 | 302) && method == "POST")
+                    {
                         method = "GET".into();
                         body = ReqBody::None;
                     }
                     continue;
                 }
             }
-            return Outcome { result: Ok(resp), exchanges };
+            return Outcome {
+                result: Ok(resp),
+                exchanges,
+            };
         }
     }
 
@@ -394,7 +450,9 @@ impl Client {
             if !has("transfer-encoding") {
                 sent.push(("Transfer-Encoding".into(), "chunked".into()));
             }
-        } else if !has("content-length") && (!body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH")) {
+        } else if !has("content-length")
+            && (!body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH"))
+        {
             sent.push(("Content-Length".into(), body.len().to_string()));
         }
         if let Some(a) = auth {
@@ -405,7 +463,16 @@ impl Client {
         }
         ex.request_headers = sent
             .iter()
-            .map(|(k, v)| (k.clone(), if is_sensitive_header(k) { mask_auth(v) } else { self.redactor.scrub(v) }))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if is_sensitive_header(k) {
+                        mask_auth(v)
+                    } else {
+                        self.redactor.scrub(v)
+                    },
+                )
+            })
             .collect();
         let result = match builder.body(ureq::SendBody::from_owned_reader(body.reader())) {
             Err(e) => Err(HttpError::Request(e.to_string())),
@@ -422,9 +489,19 @@ impl Client {
                 ex.response_headers = r
                     .headers
                     .iter()
-                    .map(|(k, v)| (k.clone(), if is_sensitive_header(k) { MASK.to_string() } else { self.redactor.scrub(v) }))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            if is_sensitive_header(k) {
+                                MASK.to_string()
+                            } else {
+                                self.redactor.scrub(v)
+                            },
+                        )
+                    })
                     .collect();
-                let mut summary = BodySummary::of(&r.body, r.body_len, r.digest("sha256").map(String::from));
+                let mut summary =
+                    BodySummary::of(&r.body, r.body_len, r.digest("sha256").map(String::from));
                 summary.text = summary.text.map(|t| self.redactor.scrub(&t));
                 ex.response_body = summary;
                 if let Some(e) = &r.body_error {
@@ -435,19 +512,40 @@ impl Client {
         (result, ex)
     }
 
-    fn read(&self, resp: http::Response<ureq::Body>, url: &str, method: &str, recv: &Recv, start: Instant) -> Response {
+    fn read(
+        &self,
+        resp: http::Response<ureq::Body>,
+        url: &str,
+        method: &str,
+        recv: &Recv,
+        start: Instant,
+    ) -> Response {
         let status = resp.status().as_u16();
         let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
-            .map(|(k, v)| (canonical_header(k.as_str()), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    canonical_header(k.as_str()),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
-        let mut out = Response { status, headers, url: url.to_string(), ..Response::default() };
+        let mut out = Response {
+            status,
+            headers,
+            url: url.to_string(),
+            ..Response::default()
+        };
         if method == "HEAD" {
             out.elapsed = start.elapsed();
             return out;
         }
-        let mut hashers: Vec<(String, Hasher)> = recv.digests.iter().filter_map(|a| Hasher::new(a).map(|h| (a.clone(), h))).collect();
+        let mut hashers: Vec<(String, Hasher)> = recv
+            .digests
+            .iter()
+            .filter_map(|a| Hasher::new(a).map(|h| (a.clone(), h)))
+            .collect();
         let mut reader = resp.into_body().into_reader();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -463,7 +561,9 @@ impl Client {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let what = if e.kind() == std::io::ErrorKind::TimedOut || e.to_string().contains("timeout") {
+                    let what = if e.kind() == std::io::ErrorKind::TimedOut
+                        || e.to_string().contains("timeout")
+                    {
                         format!("body read timed out after {} s", self.cfg.timeout.as_secs())
                     } else {
                         format!("body read failed after {} bytes: {e}", out.body_len)
@@ -484,9 +584,15 @@ impl Client {
         let secs = self.cfg.timeout.as_secs();
         match e {
             ureq::Error::Timeout(_) => HttpError::Timeout(secs),
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => HttpError::Timeout(secs),
-            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => HttpError::Connect(e.to_string()),
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => HttpError::Connect(io.to_string()),
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                HttpError::Timeout(secs)
+            }
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                HttpError::Connect(e.to_string())
+            }
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                HttpError::Connect(io.to_string())
+            }
             ureq::Error::BadUri(m) => HttpError::Request(format!("bad URL: {m}")),
             ureq::Error::Http(h) => HttpError::Request(h.to_string()),
             other => HttpError::Transport(self.redactor.scrub(&other.to_string())),
@@ -512,12 +618,25 @@ impl Client {
 
     fn basic_header(&self) -> Secret {
         let pair = format!("{}:{}", self.cfg.username, self.cfg.password.expose());
-        Secret::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+        Secret::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        ))
     }
 
     /// Answers a 401 challenge; true when a retry with credentials makes sense.
-    fn authorize(&self, resp: &Response, method: &str, url: &str, exchanges: &mut Vec<Exchange>) -> bool {
-        let Some(challenge) = resp.header_all("www-authenticate").into_iter().find_map(parse_challenge) else {
+    fn authorize(
+        &self,
+        resp: &Response,
+        method: &str,
+        url: &str,
+        exchanges: &mut Vec<Exchange>,
+    ) -> bool {
+        let Some(challenge) = resp
+            .header_all("www-authenticate")
+            .into_iter()
+            .find_map(parse_challenge)
+        else {
             return false;
         };
         match challenge.scheme.as_str() {
@@ -526,7 +645,9 @@ impl Client {
                 true
             }
             "bearer" => {
-                let Some(realm) = challenge.params.get("realm") else { return false };
+                let Some(realm) = challenge.params.get("realm") else {
+                    return false;
+                };
                 let service = challenge.params.get("service").cloned().unwrap_or_default();
                 if let Ok(mut b) = self.bearer.lock() {
                     *b = Some((realm.clone(), service.clone()));
@@ -539,37 +660,86 @@ impl Client {
                         }
                     }
                 }
-                self.fetch_token(&resolve_url(url, realm), &service, &scopes, method, url, exchanges)
+                self.fetch_token(
+                    &resolve_url(url, realm),
+                    &service,
+                    &scopes,
+                    method,
+                    url,
+                    exchanges,
+                )
             }
             _ => false,
         }
     }
 
-    fn fetch_token(&self, realm: &str, service: &str, scopes: &[String], method: &str, url: &str, exchanges: &mut Vec<Exchange>) -> bool {
-        let mut token_url = format!("{realm}{}service={}", if realm.contains('?') { "&" } else { "?" }, encode_component(service));
+    fn fetch_token(
+        &self,
+        realm: &str,
+        service: &str,
+        scopes: &[String],
+        method: &str,
+        url: &str,
+        exchanges: &mut Vec<Exchange>,
+    ) -> bool {
+        let mut token_url = format!(
+            "{realm}{}service={}",
+            if realm.contains('?') { "&" } else { "?" },
+            encode_component(service)
+        );
         for s in scopes {
             token_url.push_str(&format!("&scope={}", encode_component(s)));
         }
         let auth = self.has_credentials().then(|| self.basic_header());
         let headers = vec![("Accept".to_string(), "application/json".to_string())];
-        let recv = Recv { digests: Vec::new(), keep: 1 << 20 };
-        let (result, mut ex) = self.once("GET", &token_url, &headers, auth.as_ref(), &ReqBody::None, false, &recv, Some("token request"));
-        ex.response_body = BodySummary { len: ex.response_body.len, text: Some("(token response hidden)".into()), digest: None };
+        let recv = Recv {
+            digests: Vec::new(),
+            keep: 1 << 20,
+        };
+        let (result, mut ex) = self.once(
+            "GET",
+            &token_url,
+            &headers,
+            auth.as_ref(),
+            &ReqBody::None,
+            false,
+            &recv,
+            Some("token request"),
+        );
+        ex.response_body = BodySummary {
+            len: ex.response_body.len,
+            text: Some("(token response hidden)".into()),
+            digest: None,
+        };
         exchanges.push(ex);
         let Ok(resp) = result else { return false };
         if resp.status != 200 {
             return false;
         }
-        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&resp.body) else { return false };
-        let Some(token) = json.get("token").or_else(|| json.get("access_token")).and_then(|t| t.as_str()).filter(|t| !t.is_empty()) else {
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&resp.body) else {
+            return false;
+        };
+        let Some(token) = json
+            .get("token")
+            .or_else(|| json.get("access_token"))
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+        else {
             return false;
         };
         self.redactor.add(token);
-        let ttl = json.get("expires_in").and_then(serde_json::Value::as_u64).unwrap_or(60).max(1);
+        let ttl = json
+            .get("expires_in")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(60)
+            .max(1);
         // Renew a little early so a token does not expire in flight.
         let expires = Instant::now() + Duration::from_secs(ttl.saturating_sub(ttl.min(10) / 2));
         if let Ok(mut tokens) = self.tokens.lock() {
-            let entry = Token { value: Secret::new(token), expires };
+            let entry = Token {
+                value: Secret::new(token),
+                expires,
+            };
             tokens.insert(scopes_for(method, url).join(" "), entry.clone());
             tokens.insert(scopes.join(" "), entry);
         }
@@ -608,7 +778,9 @@ fn canonical_header(name: &str) -> String {
 }
 
 fn host_of(url: &str) -> String {
-    url.split_once("://").map(|(_, r)| r.split('/').next().unwrap_or("").to_string()).unwrap_or_default()
+    url.split_once("://")
+        .map(|(_, r)| r.split('/').next().unwrap_or("").to_string())
+        .unwrap_or_default()
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -630,7 +802,12 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
         while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
             chars.next();
         }
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect::<String>().trim().to_lowercase();
+        let key: String = chars
+            .by_ref()
+            .take_while(|c| *c != '=')
+            .collect::<String>()
+            .trim()
+            .to_lowercase();
         if key.is_empty() {
             break;
         }
@@ -645,22 +822,39 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
                 }
             }
         } else {
-            value = chars.by_ref().take_while(|c| *c != ',').collect::<String>().trim().to_string();
+            value = chars
+                .by_ref()
+                .take_while(|c| *c != ',')
+                .collect::<String>()
+                .trim()
+                .to_string();
         }
         params.insert(key, value);
     }
-    Some(Challenge { scheme: scheme.to_lowercase(), params })
+    Some(Challenge {
+        scheme: scheme.to_lowercase(),
+        params,
+    })
 }
 
 /// Token scopes a request needs: pull for reads, pull+push for writes, delete for DELETE,
 /// and pull on the source repository of a cross-repository mount.
 pub fn scopes_for(method: &str, url: &str) -> Vec<String> {
-    let path = url.split_once("://").map_or(url, |(_, r)| r.find('/').map_or("", |i| &r[i..]));
+    let path = url
+        .split_once("://")
+        .map_or(url, |(_, r)| r.find('/').map_or("", |i| &r[i..]));
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    let Some(rest) = path.strip_prefix("/v2/") else { return Vec::new() };
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Vec::new();
+    };
     // The repository name ends at the last endpoint segment (names may contain `blobs` too).
-    let end = ["/blobs/", "/manifests/", "/tags/", "/referrers/"].iter().filter_map(|m| rest.rfind(m)).max();
-    let Some(repo) = end.map(|i| &rest[..i]).filter(|r| !r.is_empty()) else { return Vec::new() };
+    let end = ["/blobs/", "/manifests/", "/tags/", "/referrers/"]
+        .iter()
+        .filter_map(|m| rest.rfind(m))
+        .max();
+    let Some(repo) = end.map(|i| &rest[..i]).filter(|r| !r.is_empty()) else {
+        return Vec::new();
+    };
     let actions = match method {
         "GET" | "HEAD" => "pull",
         "DELETE" => "delete",
@@ -688,25 +882,38 @@ fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
                 files.push(f.into());
             }
             files.extend(
-                ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"]
-                    .iter()
-                    .map(std::path::PathBuf::from),
+                [
+                    "/etc/ssl/certs/ca-certificates.crt",
+                    "/etc/pki/tls/certs/ca-bundle.crt",
+                    "/etc/ssl/cert.pem",
+                ]
+                .iter()
+                .map(std::path::PathBuf::from),
             );
             for f in files.iter().filter(|f| f.exists()).take(1) {
                 if let Ok(pem) = std::fs::read(f) {
-                    certs.extend(parse_pem(&pem).filter_map(Result::ok).filter_map(|i| match i {
-                        PemItem::Certificate(c) => Some(c),
-                        _ => None,
-                    }));
+                    certs.extend(
+                        parse_pem(&pem)
+                            .filter_map(Result::ok)
+                            .filter_map(|i| match i {
+                                PemItem::Certificate(c) => Some(c),
+                                _ => None,
+                            }),
+                    );
                 }
             }
             if let Some(ca) = &cfg.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
+                let pem = std::fs::read(ca)
+                    .map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
                 let before = certs.len();
-                certs.extend(parse_pem(&pem).filter_map(Result::ok).filter_map(|i| match i {
-                    PemItem::Certificate(c) => Some(c),
-                    _ => None,
-                }));
+                certs.extend(
+                    parse_pem(&pem)
+                        .filter_map(Result::ok)
+                        .filter_map(|i| match i {
+                            PemItem::Certificate(c) => Some(c),
+                            _ => None,
+                        }),
+                );
                 if certs.len() == before {
                     return Err(format!("CA file {} holds no PEM certificate", ca.display()));
                 }
@@ -736,21 +943,39 @@ mod tests {
 
     #[test]
     fn scopes_per_request() {
-        assert_eq!(scopes_for("GET", "http://h/v2/a/b/blobs/sha256:x"), vec!["repository:a/b:pull"]);
-        assert_eq!(scopes_for("PUT", "http://h/v2/a/manifests/t"), vec!["repository:a:pull,push"]);
-        assert_eq!(scopes_for("DELETE", "http://h/v2/a/b/manifests/t"), vec!["repository:a/b:delete"]);
         assert_eq!(
-            scopes_for("POST", "http://h/v2/r1/blobs/uploads/?mount=sha256:x&from=r%2F2"),
+            scopes_for("GET", "http://h/v2/a/b/blobs/sha256:x"),
+            vec!["repository:a/b:pull"]
+        );
+        assert_eq!(
+            scopes_for("PUT", "http://h/v2/a/manifests/t"),
+            vec!["repository:a:pull,push"]
+        );
+        assert_eq!(
+            scopes_for("DELETE", "http://h/v2/a/b/manifests/t"),
+            vec!["repository:a/b:delete"]
+        );
+        assert_eq!(
+            scopes_for(
+                "POST",
+                "http://h/v2/r1/blobs/uploads/?mount=sha256:x&from=r%2F2"
+            ),
             vec!["repository:r1:pull,push", "repository:r/2:pull"]
         );
         assert!(scopes_for("GET", "http://h/v2/").is_empty());
         // a repository named like an endpoint segment still resolves to the right name
-        assert_eq!(scopes_for("GET", "http://h/v2/x/blobs/y/manifests/t"), vec!["repository:x/blobs/y:pull"]);
+        assert_eq!(
+            scopes_for("GET", "http://h/v2/x/blobs/y/manifests/t"),
+            vec!["repository:x/blobs/y:pull"]
+        );
     }
 
     #[test]
     fn header_names_display_canonically() {
-        assert_eq!(canonical_header("docker-content-digest"), "Docker-Content-Digest");
+        assert_eq!(
+            canonical_header("docker-content-digest"),
+            "Docker-Content-Digest"
+        );
         assert_eq!(canonical_header("oci-subject"), "OCI-Subject");
     }
 

@@ -3,21 +3,21 @@
 //! The pipeline runs one way, with plain data between stages:
 //! config → pack (scenarios + datasets) → plan → run → results → reports.
 
-pub mod de;
-pub mod diag;
-pub mod yaml;
-pub mod template;
-pub mod scenario;
+pub mod cli;
+pub mod config;
 pub mod content;
 pub mod dataset;
-pub mod config;
-pub mod http;
-pub mod pack;
-pub mod redact;
+pub mod de;
+pub mod diag;
 pub mod expect;
+pub mod http;
+pub mod lint;
+pub mod pack;
 pub mod plan;
+pub mod redact;
+pub mod report;
 pub mod results;
 pub mod run;
-pub mod report;
-pub mod cli;
-pub mod lint;
+pub mod scenario;
+pub mod template;
+pub mod yaml;

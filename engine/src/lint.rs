@@ -12,13 +12,21 @@ use crate::plan;
 /// Checks a pack folder or a single scenario/dataset file.
 pub fn check(target: &Path) -> Diagnostics {
     if target.is_dir() || target.file_name().is_some_and(|n| n == "pack.yaml") {
-        let dir = if target.is_dir() { target.to_path_buf() } else { target.parent().map(Path::to_path_buf).unwrap_or_default() };
+        let dir = if target.is_dir() {
+            target.to_path_buf()
+        } else {
+            target.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
         return check_pack(&dir);
     }
     let mut loader = pack::Loader::default();
     let from = Pos::file(target);
     let is_dataset = target.components().any(|c| c.as_os_str() == "datasets");
-    let result = if is_dataset { loader.dataset_file(target, &from).map(|_| ()) } else { loader.node_file(target, &from).map(|_| ()) };
+    let result = if is_dataset {
+        loader.dataset_file(target, &from).map(|_| ())
+    } else {
+        loader.node_file(target, &from).map(|_| ())
+    };
     let mut diags = loader.diags;
     if let Err(d) = result {
         if !d.message.starts_with('\u{0}') {
@@ -41,7 +49,10 @@ fn check_pack(dir: &Path) -> Diagnostics {
                 diags.push(d);
             }
         }
-        Err(d) => diags.push(Diagnostic::new(Pos::file(&dir.join("pack.yaml")), format!("defaults: {}", d.message))),
+        Err(d) => diags.push(Diagnostic::new(
+            Pos::file(&dir.join("pack.yaml")),
+            format!("defaults: {}", d.message),
+        )),
     }
     diags
 }

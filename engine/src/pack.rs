@@ -153,17 +153,32 @@ pub struct Loader {
 
 impl Loader {
     fn path_from(&self, path: &str, from: &Pos) -> PathBuf {
-        let base = from.file.as_ref().and_then(|f| f.parent().map(Path::to_path_buf)).unwrap_or_default();
+        let base = from
+            .file
+            .as_ref()
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
         normalize(&base.join(path))
     }
 
     fn enter(&mut self, path: &Path, from: &Pos) -> Result<Node, Diagnostic> {
         if self.stack.iter().any(|p| p == path) {
-            let chain: Vec<String> = self.stack.iter().chain([&path.to_path_buf()]).map(|p| crate::diag::display_path(p)).collect();
-            return Err(Diagnostic::new(from.clone(), format!("`use` cycle: {}", chain.join(" → "))));
+            let chain: Vec<String> = self
+                .stack
+                .iter()
+                .chain([&path.to_path_buf()])
+                .map(|p| crate::diag::display_path(p))
+                .collect();
+            return Err(Diagnostic::new(
+                from.clone(),
+                format!("`use` cycle: {}", chain.join(" → ")),
+            ));
         }
         if !path.exists() {
-            return Err(Diagnostic::new(from.clone(), format!("no such file: {}", crate::diag::display_path(path))));
+            return Err(Diagnostic::new(
+                from.clone(),
+                format!("no such file: {}", crate::diag::display_path(path)),
+            ));
         }
         if !self.files.contains(&path.to_path_buf()) {
             self.files.push(path.to_path_buf());
@@ -195,7 +210,11 @@ impl Loader {
     }
 
     /// Loads and compiles one dataset or recipe file.
-    pub fn dataset_file(&mut self, path: &Path, from: &Pos) -> Result<Arc<DatasetSpec>, Diagnostic> {
+    pub fn dataset_file(
+        &mut self,
+        path: &Path,
+        from: &Pos,
+    ) -> Result<Arc<DatasetSpec>, Diagnostic> {
         let path = normalize(path);
         if let Some(d) = self.datasets.get(&path) {
             return Ok(d.clone());
@@ -263,16 +282,29 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
     let file = dir.join("pack.yaml");
     let node = yaml::load(&file).map_err(Diagnostics::from)?;
     let def: PackDef = from_node(&node).map_err(Diagnostics::from)?;
-    let mut loader = Loader { files: vec![file.clone()], ..Loader::default() };
+    let mut loader = Loader {
+        files: vec![file.clone()],
+        ..Loader::default()
+    };
     let mut diags = Diagnostics::default();
     if def.schema_version.is_some_and(|v| v != 1) {
-        diags.push(Diagnostic::new(Pos::file(&file), "unsupported schemaVersion (this engine reads version 1)"));
+        diags.push(Diagnostic::new(
+            Pos::file(&file),
+            "unsupported schemaVersion (this engine reads version 1)",
+        ));
     }
 
     let apis = def
         .apis
         .iter()
-        .map(|a| (a.name.clone(), a.requires.as_ref().and_then(|r| Expr::new(&r.value, &r.pos).map_err(|d| diags.push(d)).ok())))
+        .map(|a| {
+            (
+                a.name.clone(),
+                a.requires
+                    .as_ref()
+                    .and_then(|r| Expr::new(&r.value, &r.pos).map_err(|d| diags.push(d)).ok()),
+            )
+        })
         .collect();
 
     let mut datasets = Vec::new();
@@ -288,14 +320,22 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
         let with = d
             .with
             .iter()
-            .filter_map(|(k, v)| ValueTmpl::from_raw(v).map_err(|e| diags.push(e)).ok().map(|v| (k.clone(), v)))
+            .filter_map(|(k, v)| {
+                ValueTmpl::from_raw(v)
+                    .map_err(|e| diags.push(e))
+                    .ok()
+                    .map(|v| (k.clone(), v))
+            })
             .collect();
         datasets.push(DatasetRef {
             spec,
             name: d.name.clone(),
             display: d.display.clone(),
             with,
-            requires: d.requires.as_ref().and_then(|r| Expr::new(&r.value, &r.pos).map_err(|e| diags.push(e)).ok()),
+            requires: d
+                .requires
+                .as_ref()
+                .and_then(|r| Expr::new(&r.value, &r.pos).map_err(|e| diags.push(e)).ok()),
             group: d.group.clone().unwrap_or_else(|| "sets".into()),
             pos: d.use_.pos.clone(),
         });
@@ -304,14 +344,22 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
     let vars = def
         .vars
         .iter()
-        .filter_map(|(k, v)| ValueTmpl::from_raw(v).map_err(|e| diags.push(e)).ok().map(|v| (k.clone(), v)))
+        .filter_map(|(k, v)| {
+            ValueTmpl::from_raw(v)
+                .map_err(|e| diags.push(e))
+                .ok()
+                .map(|v| (k.clone(), v))
+        })
         .collect();
 
     // The root is a group named after the pack holding the pack's items.
     let root_node = Node {
         pos: def.items.0.pos.clone(),
         value: Y::Map(vec![
-            (Node::synthetic(Y::Str("name".into())), Node::synthetic(Y::Str(def.name.clone()))),
+            (
+                Node::synthetic(Y::Str("name".into())),
+                Node::synthetic(Y::Str(def.name.clone())),
+            ),
             (Node::synthetic(Y::Str("items".into())), def.items.0.clone()),
         ]),
     };
@@ -327,7 +375,10 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
         return Err(diags);
     };
 
-    let defaults = def.defaults.as_ref().map_or(serde_json::json!({}), |d| d.0.to_json());
+    let defaults = def
+        .defaults
+        .as_ref()
+        .map_or(serde_json::json!({}), |d| d.0.to_json());
     let schemas_dir = normalize(&dir.join(def.schemas.as_deref().unwrap_or("../../schemas")));
     let digest = files_digest(&loader.files);
     Ok(Pack {
@@ -364,22 +415,34 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
 /// Finds the pack whose `specVersion` or `aliases` match `version` among `specs_dir/*/`.
 pub fn find(specs_dir: &Path, version: &str) -> Result<PathBuf, Diagnostic> {
     let entries = std::fs::read_dir(specs_dir).map_err(|e| {
-        Diagnostic::new(Pos::file(specs_dir), format!("cannot read the specs folder: {e}"))
-            .with_hint("pass --specs DIR or set OCI_SPECS_DIR to the folder holding 1.0/, 1.1/, dev/")
+        Diagnostic::new(
+            Pos::file(specs_dir),
+            format!("cannot read the specs folder: {e}"),
+        )
+        .with_hint("pass --specs DIR or set OCI_SPECS_DIR to the folder holding 1.0/, 1.1/, dev/")
     })?;
     let mut known = Vec::new();
-    let mut dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.join("pack.yaml").exists()).collect();
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("pack.yaml").exists())
+        .collect();
     dirs.sort();
     for dir in dirs {
         let node = yaml::load(&dir.join("pack.yaml"))?;
-        let version_of = node.get("specVersion").map(Node::scalar_text).unwrap_or_default();
+        let version_of = node
+            .get("specVersion")
+            .map(Node::scalar_text)
+            .unwrap_or_default();
         let mut names = vec![version_of.clone()];
         if let Some(Y::Seq(items)) = node.get("aliases").map(|n| &n.value) {
             names.extend(items.iter().map(Node::scalar_text));
@@ -389,8 +452,11 @@ pub fn find(specs_dir: &Path, version: &str) -> Result<PathBuf, Diagnostic> {
         }
         known.push(version_of);
     }
-    Err(Diagnostic::new(Pos::file(specs_dir), format!("unsupported config version `{version}`"))
-        .with_hint(format!("packs available: {}", known.join(", "))))
+    Err(Diagnostic::new(
+        Pos::file(specs_dir),
+        format!("unsupported config version `{version}`"),
+    )
+    .with_hint(format!("packs available: {}", known.join(", "))))
 }
 
 /// The specs folder: given explicitly, else `./specs`, else next to the executable.

@@ -84,7 +84,11 @@ impl PlanNode<'_> {
 
     /// Visits every node depth-first.
     pub fn walk<'a>(&'a self, f: &mut impl FnMut(&'a Self, usize)) {
-        fn go<'a, 'p>(n: &'a PlanNode<'p>, depth: usize, f: &mut impl FnMut(&'a PlanNode<'p>, usize)) {
+        fn go<'a, 'p>(
+            n: &'a PlanNode<'p>,
+            depth: usize,
+            f: &mut impl FnMut(&'a PlanNode<'p>, usize),
+        ) {
             f(n, depth);
             if let PlanKind::Group { children, .. } = &n.kind {
                 for c in children {
@@ -149,7 +153,12 @@ struct Planner<'p> {
 }
 
 /// Builds the plan: generates the data sets, then expands the tree.
-pub fn build<'p>(pack: &'p Pack, config: &Config, filters: &[String], seed: u64) -> Result<Plan<'p>, Diagnostic> {
+pub fn build<'p>(
+    pack: &'p Pack,
+    config: &Config,
+    filters: &[String],
+    seed: u64,
+) -> Result<Plan<'p>, Diagnostic> {
     let config_value = from_json(&config.redacted());
     let store = Arc::new(Store::default());
     let mut globals = IndexMap::new();
@@ -167,7 +176,10 @@ pub fn build<'p>(pack: &'p Pack, config: &Config, filters: &[String], seed: u64)
         };
         if !enabled {
             let why = requires.as_ref().map(|e| e.src).unwrap_or_default();
-            disabled_apis.insert(name.clone(), format!("API `{name}` is disabled by the configuration (`{why}`)"));
+            disabled_apis.insert(
+                name.clone(),
+                format!("API `{name}` is disabled by the configuration (`{why}`)"),
+            );
         }
         apis.push((name.clone(), enabled));
     }
@@ -176,7 +188,11 @@ pub fn build<'p>(pack: &'p Pack, config: &Config, filters: &[String], seed: u64)
     let mut datasets = IndexMap::new();
     let mut data = Vec::new();
     let mut lists: IndexMap<String, Vec<Value>> = IndexMap::new();
-    let gen = GenContext { seed, store: &store, globals: globals.clone() };
+    let gen = GenContext {
+        seed,
+        store: &store,
+        globals: globals.clone(),
+    };
     for d in &pack.datasets {
         let mut with = IndexMap::new();
         for (k, v) in &d.with {
@@ -195,9 +211,15 @@ pub fn build<'p>(pack: &'p Pack, config: &Config, filters: &[String], seed: u64)
         }
         let ds = dataset::generate(&d.spec, Some(&name), Some(&display), &with, &gen)?;
         data.push((display, Status::Unknown));
-        lists.entry(d.group.clone()).or_default().push(ds.value.clone());
+        lists
+            .entry(d.group.clone())
+            .or_default()
+            .push(ds.value.clone());
         if datasets.contains_key(&name) {
-            return Err(Diagnostic::new(d.pos.clone(), format!("two data sets are named `{name}`")));
+            return Err(Diagnostic::new(
+                d.pos.clone(),
+                format!("two data sets are named `{name}`"),
+            ));
         }
         datasets.insert(name, ds);
     }
@@ -207,10 +229,19 @@ pub fn build<'p>(pack: &'p Pack, config: &Config, filters: &[String], seed: u64)
     root_vars.insert("registry".into(), Value::from(config.base_url()));
     root_vars.insert(
         "pack".into(),
-        map_value([("name", Value::from(pack.name.as_str())), ("specVersion", Value::from(pack.spec_version.as_str()))]),
+        map_value([
+            ("name", Value::from(pack.name.as_str())),
+            ("specVersion", Value::from(pack.spec_version.as_str())),
+        ]),
     );
-    root_vars.insert("datasets".into(), map_value(datasets.iter().map(|(k, d)| (k.clone(), d.value.clone()))));
-    root_vars.insert("dataset_groups".into(), map_value(lists.into_iter().map(|(k, v)| (k, Value::from(v)))));
+    root_vars.insert(
+        "datasets".into(),
+        map_value(datasets.iter().map(|(k, d)| (k.clone(), d.value.clone()))),
+    );
+    root_vars.insert(
+        "dataset_groups".into(),
+        map_value(lists.into_iter().map(|(k, v)| (k, Value::from(v)))),
+    );
     let scope = Scope::root(root_vars);
     for (k, v) in &pack.vars {
         let val = v.eval(&scope.context())?;
@@ -219,23 +250,47 @@ pub fn build<'p>(pack: &'p Pack, config: &Config, filters: &[String], seed: u64)
 
     let planner = Planner {
         disabled_apis,
-        filters: filters.iter().map(|f| normalize_filter(f, &pack.name)).filter(|f| !f.is_empty()).collect(),
+        filters: filters
+            .iter()
+            .map(|f| normalize_filter(f, &pack.name))
+            .filter(|f| !f.is_empty())
+            .collect(),
         _p: std::marker::PhantomData,
     };
-    let parent = Parent { scope: &scope, id: "", path: "", data: None, level: Level::Must };
+    let parent = Parent {
+        scope: &scope,
+        id: "",
+        path: "",
+        data: None,
+        level: Level::Must,
+    };
     let mut nodes = planner.expand(&pack.root, &scope, &parent, Site::default(), true)?;
     if nodes.len() != 1 {
-        return Err(Diagnostic::new(pack.root.pos.clone(), "the pack root must be a single group"));
+        return Err(Diagnostic::new(
+            pack.root.pos.clone(),
+            "the pack root must be a single group",
+        ));
     }
     let mut root = nodes.remove(0);
     root.id = String::new();
-    Ok(Plan { root, scope, datasets, apis, data, store, seed })
+    Ok(Plan {
+        root,
+        scope,
+        datasets,
+        apis,
+        data,
+        store,
+        seed,
+    })
 }
 
 /// Accepts ids and official full names (`OCI Conformance Test/…`).
 fn normalize_filter(f: &str, root: &str) -> String {
     let f = f.trim().trim_matches('/');
-    f.strip_prefix(root).map(|r| r.trim_start_matches('/')).unwrap_or(f).to_string()
+    f.strip_prefix(root)
+        .map(|r| r.trim_start_matches('/'))
+        .unwrap_or(f)
+        .to_string()
 }
 
 enum FilterMatch {
@@ -271,16 +326,28 @@ impl<'p> Planner<'p> {
     }
 
     /// Expands one node (with its for_each and use sites) into planned nodes.
-    fn expand(&self, spec: &'p NodeSpec, scope: &Arc<Scope>, parent: &Parent<'_>, site: Site<'p>, filtered: bool) -> Result<Vec<PlanNode<'p>>, Diagnostic> {
+    fn expand(
+        &self,
+        spec: &'p NodeSpec,
+        scope: &Arc<Scope>,
+        parent: &Parent<'_>,
+        site: Site<'p>,
+        filtered: bool,
+    ) -> Result<Vec<PlanNode<'p>>, Diagnostic> {
         let ctx = scope.context();
         let bindings: Vec<Option<(String, Value, usize)>> = match &spec.for_each {
             None => vec![None],
             Some((var, e)) => {
                 let list = e.eval(&ctx)?;
-                let iter = list
-                    .try_iter()
-                    .map_err(|err| Diagnostic::new(e.pos.clone(), format!("`for_each` needs a list, got {}: {err}", list.kind())))?;
-                iter.enumerate().map(|(i, v)| Some((var.clone(), v, i))).collect()
+                let iter = list.try_iter().map_err(|err| {
+                    Diagnostic::new(
+                        e.pos.clone(),
+                        format!("`for_each` needs a list, got {}: {err}", list.kind()),
+                    )
+                })?;
+                iter.enumerate()
+                    .map(|(i, v)| Some((var.clone(), v, i)))
+                    .collect()
             }
         };
         let mut out = Vec::new();
@@ -294,6 +361,17 @@ impl<'p> Planner<'p> {
                 }
             }
             let s = Scope::child(scope, vars);
+            // Parameters first, so names and labels can use them.
+            if let Some(u) = &spec.uses {
+                for (k, v) in &u.with {
+                    let val = v.eval(&s.context())?;
+                    s.set(k, val);
+                }
+            }
+            for (k, v) in &spec.vars {
+                let val = v.eval(&s.context())?;
+                s.set(k, val);
+            }
             let ctx = s.context();
             if let Some(k) = &spec.key {
                 key = Some(k.render(&ctx)?);
@@ -313,7 +391,8 @@ impl<'p> Planner<'p> {
             if here.disabled.is_none() {
                 if let Some(r) = &spec.requires {
                     if !r.truthy(&ctx)? {
-                        here.disabled = Some(format!("disabled by the configuration (`{}`)", r.src));
+                        here.disabled =
+                            Some(format!("disabled by the configuration (`{}`)", r.src));
                     }
                 }
             }
@@ -340,23 +419,33 @@ impl<'p> Planner<'p> {
                 (a, b) => a.or_else(|| b.clone()),
             };
             here.pos = here.pos.or_else(|| Some(spec.pos.clone()));
-            here.parallel = here.parallel.or(if spec.parallel { Some(true) } else { None });
+            here.parallel = here
+                .parallel
+                .or(if spec.parallel { Some(true) } else { None });
 
             if let Some(u) = &spec.uses {
-                for (k, v) in &u.with {
-                    let val = v.eval(&ctx)?;
-                    s.set(k, val);
-                }
-                for (k, v) in &spec.vars {
-                    let val = v.eval(&s.context())?;
-                    s.set(k, val);
-                }
                 out.extend(self.expand(&u.node, &s, parent, here, filtered)?);
                 continue;
             }
-            for (k, v) in &spec.vars {
-                let val = v.eval(&s.context())?;
-                s.set(k, val);
+            if let (None, NodeBody::Group(items)) = (&here.name, &spec.body) {
+                // An unnamed group only groups: its children take its place.
+                let inherited = Site {
+                    key: here.key.clone(),
+                    when: here.when.clone(),
+                    skip_unless: here.skip_unless.clone(),
+                    disabled: here.disabled.clone(),
+                    data: here.data.clone(),
+                    level: here.level,
+                    spec: here.spec.clone(),
+                    req: here.req.clone(),
+                    exclusive: here.exclusive.clone(),
+                    apis: here.apis.clone(),
+                    ..Site::default()
+                };
+                for item in items {
+                    out.extend(self.expand(item, &s, parent, inherited.clone(), filtered)?);
+                }
+                continue;
             }
             out.extend(self.node(spec, &s, parent, here, filtered)?);
         }
@@ -364,11 +453,18 @@ impl<'p> Planner<'p> {
     }
 
     /// Builds the planned node for a group or case whose labels are settled.
-    fn node(&self, spec: &'p NodeSpec, scope: &Arc<Scope>, parent: &Parent<'_>, site: Site<'p>, filtered: bool) -> Result<Vec<PlanNode<'p>>, Diagnostic> {
+    fn node(
+        &self,
+        spec: &'p NodeSpec,
+        scope: &Arc<Scope>,
+        parent: &Parent<'_>,
+        site: Site<'p>,
+        filtered: bool,
+    ) -> Result<Vec<PlanNode<'p>>, Diagnostic> {
         let name = site.name.clone().unwrap_or_default();
         let mut id_part = name.clone();
         if let Some(k) = &site.key {
-            if !k.is_empty() && k != &name {
+            if !k.is_empty() && !name.contains(k.as_str()) {
                 id_part = format!("{name}[{k}]");
             }
         }
@@ -379,8 +475,15 @@ impl<'p> Planner<'p> {
         } else {
             format!("{}/{id_part}", parent.id)
         };
-        let path = if parent.path.is_empty() { name.clone() } else { format!("{}/{name}", parent.path) };
-        let name_path = path.split_once('/').map(|(_, r)| r.to_string()).unwrap_or_default();
+        let path = if parent.path.is_empty() {
+            name.clone()
+        } else {
+            format!("{}/{name}", parent.path)
+        };
+        let name_path = path
+            .split_once('/')
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_default();
         let mut inside = !filtered;
         if filtered && !id.is_empty() {
             match self.filter(&id, &name_path) {
@@ -393,17 +496,29 @@ impl<'p> Planner<'p> {
         let level = site.level.unwrap_or(parent.level);
         let mut disabled = site.disabled.clone();
         if disabled.is_none() {
-            disabled = site.apis.iter().find_map(|a| self.disabled_apis.get(a).cloned());
+            disabled = site
+                .apis
+                .iter()
+                .find_map(|a| self.disabled_apis.get(a).cloned());
         }
         let vars = vars_below(scope, parent.scope);
         let kind = match &spec.body {
             NodeBody::Case(case) => PlanKind::Case(case),
             NodeBody::Group(items) => {
-                let me = Parent { scope, id: &id, path: &path, data: data.as_deref(), level };
+                let me = Parent {
+                    scope,
+                    id: &id,
+                    path: &path,
+                    data: data.as_deref(),
+                    level,
+                };
                 let mut children = Vec::new();
                 let mut seen: HashMap<String, usize> = HashMap::new();
                 for item in items {
-                    let child_site = Site { disabled: disabled.clone(), ..Site::default() };
+                    let child_site = Site {
+                        disabled: disabled.clone(),
+                        ..Site::default()
+                    };
                     for mut c in self.expand(item, scope, &me, child_site, !inside)? {
                         let n = seen.entry(c.id.clone()).or_insert(0);
                         *n += 1;
@@ -417,7 +532,10 @@ impl<'p> Planner<'p> {
                 if filtered && !inside && children.is_empty() {
                     return Ok(Vec::new());
                 }
-                PlanKind::Group { children, parallel: site.parallel.unwrap_or(false) }
+                PlanKind::Group {
+                    children,
+                    parallel: site.parallel.unwrap_or(false),
+                }
             }
             NodeBody::Use => unreachable!("use sites are expanded before"),
         };
@@ -493,7 +611,9 @@ fn item_key(v: &Value, index: usize) -> String {
         }
     }
     match v.kind() {
-        minijinja::value::ValueKind::String | minijinja::value::ValueKind::Number | minijinja::value::ValueKind::Bool => v.to_string(),
+        minijinja::value::ValueKind::String
+        | minijinja::value::ValueKind::Number
+        | minijinja::value::ValueKind::Bool => v.to_string(),
         _ => index.to_string(),
     }
 }

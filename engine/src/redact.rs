@@ -85,7 +85,10 @@ impl Redactor {
         self.add(password);
         let pair = format!("{user}:{password}");
         if let Ok(mut s) = self.secrets.write() {
-            for v in [base64::engine::general_purpose::STANDARD.encode(&pair), pair] {
+            for v in [
+                base64::engine::general_purpose::STANDARD.encode(&pair),
+                pair,
+            ] {
                 if !s.contains(&v) {
                     s.push(v);
                 }
@@ -96,7 +99,9 @@ impl Redactor {
 
     /// Replaces every known secret in `text`.
     pub fn scrub(&self, text: &str) -> String {
-        let Ok(secrets) = self.secrets.read() else { return text.to_string() };
+        let Ok(secrets) = self.secrets.read() else {
+            return text.to_string();
+        };
         let mut out = text.to_string();
         for s in secrets.iter() {
             if out.contains(s.as_str()) {
@@ -126,7 +131,10 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode("alice:s3cret-pw");
         let text = format!("pw=s3cret-pw auth=Basic {b64} bearer tok.en.value");
         let out = r.scrub(&text);
-        assert!(!out.contains("s3cret") && !out.contains(&b64) && !out.contains("tok.en"), "{out}");
+        assert!(
+            !out.contains("s3cret") && !out.contains(&b64) && !out.contains("tok.en"),
+            "{out}"
+        );
         assert_eq!(out, "pw=*** auth=Basic *** bearer ***");
     }
 }

@@ -58,7 +58,14 @@ impl Status {
     }
 
     /// All statuses in order.
-    pub const ALL: [Status; 6] = [Status::Unknown, Status::Disabled, Status::Skip, Status::Pass, Status::Fail, Status::Error];
+    pub const ALL: [Status; 6] = [
+        Status::Unknown,
+        Status::Disabled,
+        Status::Skip,
+        Status::Pass,
+        Status::Fail,
+        Status::Error,
+    ];
 }
 
 impl Serialize for Status {
@@ -181,7 +188,11 @@ impl ResultNode {
 impl GroupResult {
     /// Maximum status over the children.
     pub fn status(&self) -> Status {
-        self.children.iter().map(ResultNode::status).max().unwrap_or_default()
+        self.children
+            .iter()
+            .map(ResultNode::status)
+            .max()
+            .unwrap_or_default()
     }
 
     /// Every case below, in order.
@@ -297,8 +308,19 @@ impl RunResult {
 
 /// API statuses: every label starts Unknown (or Disabled), then takes the maximum over cases.
 pub fn roll_up_apis(labels: &[(String, bool)], cases: &[&CaseResult]) -> IndexMap<String, Status> {
-    let mut out: IndexMap<String, Status> =
-        labels.iter().map(|(name, enabled)| (name.clone(), if *enabled { Status::Unknown } else { Status::Disabled })).collect();
+    let mut out: IndexMap<String, Status> = labels
+        .iter()
+        .map(|(name, enabled)| {
+            (
+                name.clone(),
+                if *enabled {
+                    Status::Unknown
+                } else {
+                    Status::Disabled
+                },
+            )
+        })
+        .collect();
     for c in cases {
         for api in &c.apis {
             let slot = out.entry(api.clone()).or_default();
@@ -309,7 +331,10 @@ pub fn roll_up_apis(labels: &[(String, bool)], cases: &[&CaseResult]) -> IndexMa
 }
 
 /// Data statuses: every known data set starts at its preset, then takes the maximum over cases.
-pub fn roll_up_data(presets: &[(String, Status)], cases: &[&CaseResult]) -> IndexMap<String, Status> {
+pub fn roll_up_data(
+    presets: &[(String, Status)],
+    cases: &[&CaseResult],
+) -> IndexMap<String, Status> {
     let mut out: IndexMap<String, Status> = presets.iter().cloned().collect();
     for c in cases {
         if let Some(d) = &c.data {
@@ -349,7 +374,11 @@ mod tests {
     #[test]
     fn statuses_are_ordered_like_the_official_suite() {
         assert!(Status::Unknown < Status::Disabled && Status::Disabled < Status::Skip);
-        assert!(Status::Skip < Status::Pass && Status::Pass < Status::Fail && Status::Fail < Status::Error);
+        assert!(
+            Status::Skip < Status::Pass
+                && Status::Pass < Status::Fail
+                && Status::Fail < Status::Error
+        );
         for s in Status::ALL {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
@@ -369,13 +398,24 @@ mod tests {
                     name: "s".into(),
                     path: "g/s".into(),
                     duration: Duration::ZERO,
-                    children: vec![ResultNode::Case(Box::new(case("b", Status::Skip, &[], None)))],
+                    children: vec![ResultNode::Case(Box::new(case(
+                        "b",
+                        Status::Skip,
+                        &[],
+                        None,
+                    )))],
                 }),
             ],
         };
         assert_eq!(g.status(), Status::Pass);
         assert_eq!(g.cases().len(), 2);
-        let empty = GroupResult { id: String::new(), name: String::new(), path: String::new(), children: vec![], duration: Duration::ZERO };
+        let empty = GroupResult {
+            id: String::new(),
+            name: String::new(),
+            path: String::new(),
+            children: vec![],
+            duration: Duration::ZERO,
+        };
         assert_eq!(empty.status(), Status::Unknown);
     }
 
@@ -386,18 +426,33 @@ mod tests {
         let c = case("c", Status::Skip, &["Blob mount"], Some("Index"));
         let cases = vec![&a, &b, &c];
         let apis = roll_up_apis(
-            &[("Blob get".into(), true), ("Blob head".into(), true), ("Blob mount".into(), true), ("Referrers".into(), false), ("Ping".into(), true)],
+            &[
+                ("Blob get".into(), true),
+                ("Blob head".into(), true),
+                ("Blob mount".into(), true),
+                ("Referrers".into(), false),
+                ("Ping".into(), true),
+            ],
             &cases,
         );
         assert_eq!(apis["Blob get"], Status::Fail);
         assert_eq!(apis["Blob mount"], Status::Skip);
         assert_eq!(apis["Referrers"], Status::Disabled);
         assert_eq!(apis["Ping"], Status::Unknown);
-        let data = roll_up_data(&[("Image".into(), Status::Unknown), ("Sparse".into(), Status::Disabled)], &cases);
+        let data = roll_up_data(
+            &[
+                ("Image".into(), Status::Unknown),
+                ("Sparse".into(), Status::Disabled),
+            ],
+            &cases,
+        );
         assert_eq!(data["Image"], Status::Fail);
         assert_eq!(data["Index"], Status::Skip);
         assert_eq!(data["Sparse"], Status::Disabled);
         let counts = Counts::of(cases);
-        assert_eq!((counts.pass, counts.fail, counts.skip, counts.total), (1, 1, 1, 3));
+        assert_eq!(
+            (counts.pass, counts.fail, counts.skip, counts.total),
+            (1, 1, 1, 3)
+        );
     }
 }

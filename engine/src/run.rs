@@ -69,10 +69,19 @@ struct CaseState {
 
 impl CaseState {
     fn finding(&mut self, level: Level, message: String, pos: &Pos, req: Vec<String>) {
-        let f = Finding { message, source: pos.to_string(), level, req, exchange: self.exchanges.len().checked_sub(1) };
+        let f = Finding {
+            message,
+            source: pos.to_string(),
+            level,
+            req,
+            exchange: self.exchanges.len().checked_sub(1),
+        };
         if self.cleanup {
             // Cleanup problems are reported, never verdicts.
-            self.warnings.push(Finding { message: format!("cleanup: {}", f.message), ..f });
+            self.warnings.push(Finding {
+                message: format!("cleanup: {}", f.message),
+                ..f
+            });
         } else if level == Level::Must {
             self.failures.push(f);
         } else {
@@ -82,7 +91,15 @@ impl CaseState {
 
     fn scenario_error(&mut self, d: &Diagnostic) {
         if self.error.is_none() {
-            self.error = Some(format!("scenario error at {}: {}{}", d.pos, d.message, d.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()));
+            self.error = Some(format!(
+                "scenario error at {}: {}{}",
+                d.pos,
+                d.message,
+                d.hint
+                    .as_ref()
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default()
+            ));
         }
     }
 }
@@ -93,16 +110,32 @@ impl Runner<'_> {
         let start = Instant::now();
         let frame = Scope::child(&plan.scope, plan.root.vars.clone());
         let children = self.children(&plan.root, &frame);
-        GroupResult { id: plan.root.id.clone(), name: plan.root.name.clone(), path: plan.root.path.clone(), children, duration: start.elapsed() }
+        GroupResult {
+            id: plan.root.id.clone(),
+            name: plan.root.name.clone(),
+            path: plan.root.path.clone(),
+            children,
+            duration: start.elapsed(),
+        }
     }
 
     fn children(&self, node: &PlanNode<'_>, frame: &Arc<Scope>) -> Vec<ResultNode> {
-        let PlanKind::Group { children, .. } = &node.kind else { return Vec::new() };
-        children.iter().filter_map(|c| self.node(c, frame, None)).collect()
+        let PlanKind::Group { children, .. } = &node.kind else {
+            return Vec::new();
+        };
+        children
+            .iter()
+            .filter_map(|c| self.node(c, frame, None))
+            .collect()
     }
 
     /// Runs one node; None when a `when` condition omits it.
-    fn node(&self, node: &PlanNode<'_>, parent: &Arc<Scope>, forced: Option<(Status, String)>) -> Option<ResultNode> {
+    fn node(
+        &self,
+        node: &PlanNode<'_>,
+        parent: &Arc<Scope>,
+        forced: Option<(Status, String)>,
+    ) -> Option<ResultNode> {
         let frame = Scope::child(parent, node.vars.clone());
         let ctx = frame.context();
         let mut forced = forced;
@@ -116,7 +149,12 @@ impl Runner<'_> {
                 match w.truthy(&ctx) {
                     Ok(true) => {}
                     Ok(false) => return None,
-                    Err(d) => forced = Some((Status::Error, format!("scenario error at {}: {}", d.pos, d.message))),
+                    Err(d) => {
+                        forced = Some((
+                            Status::Error,
+                            format!("scenario error at {}: {}", d.pos, d.message),
+                        ))
+                    }
                 }
             }
         }
@@ -125,15 +163,24 @@ impl Runner<'_> {
                 match cond.truthy(&ctx) {
                     Ok(true) => {}
                     Ok(false) => {
-                        let why = reason.map_or_else(|| Ok(format!("skipped: `{}` is false", cond.src)), |r| r.render(&ctx));
+                        let why = reason.map_or_else(
+                            || Ok(format!("skipped: `{}` is false", cond.src)),
+                            |r| r.render(&ctx),
+                        );
                         forced = Some(match why {
                             Ok(w) => (Status::Skip, w),
-                            Err(d) => (Status::Error, format!("scenario error at {}: {}", d.pos, d.message)),
+                            Err(d) => (
+                                Status::Error,
+                                format!("scenario error at {}: {}", d.pos, d.message),
+                            ),
                         });
                         break;
                     }
                     Err(d) => {
-                        forced = Some((Status::Error, format!("scenario error at {}: {}", d.pos, d.message)));
+                        forced = Some((
+                            Status::Error,
+                            format!("scenario error at {}: {}", d.pos, d.message),
+                        ));
                         break;
                     }
                 }
@@ -143,7 +190,10 @@ impl Runner<'_> {
             PlanKind::Group { children, .. } => {
                 let start = Instant::now();
                 self.observer.group_started(node);
-                let results = children.iter().filter_map(|c| self.node(c, &frame, forced.clone())).collect();
+                let results = children
+                    .iter()
+                    .filter_map(|c| self.node(c, &frame, forced.clone()))
+                    .collect();
                 Some(ResultNode::Group(GroupResult {
                     id: node.id.clone(),
                     name: node.name.clone(),
@@ -154,7 +204,13 @@ impl Runner<'_> {
             }
             PlanKind::Case(case) => {
                 let result = match forced {
-                    Some((status, reason)) => self.record(node, status, Some(reason), CaseState::empty(&frame, node.level), Duration::ZERO),
+                    Some((status, reason)) => self.record(
+                        node,
+                        status,
+                        Some(reason),
+                        CaseState::empty(&frame, node.level),
+                        Duration::ZERO,
+                    ),
                     None => self.case(node, case, &frame),
                 };
                 self.observer.case_finished(&result);
@@ -163,9 +219,19 @@ impl Runner<'_> {
         }
     }
 
-    fn record(&self, node: &PlanNode<'_>, status: Status, reason: Option<String>, st: CaseState, duration: Duration) -> CaseResult {
+    fn record(
+        &self,
+        node: &PlanNode<'_>,
+        status: Status,
+        reason: Option<String>,
+        st: CaseState,
+        duration: Duration,
+    ) -> CaseResult {
         let redactor = self.client.redactor();
-        let scrub = |f: Finding| Finding { message: redactor.scrub(&f.message), ..f };
+        let scrub = |f: Finding| Finding {
+            message: redactor.scrub(&f.message),
+            ..f
+        };
         CaseResult {
             id: node.id.clone(),
             name: node.name.clone(),
@@ -204,7 +270,16 @@ impl Runner<'_> {
         let (status, reason) = if let Some(e) = &st.error {
             (Status::Error, Some(e.clone()))
         } else if !st.failures.is_empty() {
-            (Status::Fail, Some(st.failures.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ")))
+            (
+                Status::Fail,
+                Some(
+                    st.failures
+                        .iter()
+                        .map(|f| f.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            )
         } else if let Some(s) = &st.skip {
             (Status::Skip, Some(s.clone()))
         } else {
@@ -254,7 +329,10 @@ impl Runner<'_> {
             }
         };
         let Ok(iter) = items.try_iter() else {
-            st.scenario_error(&Diagnostic::new(list.pos.clone(), format!("`for_each` needs a list, got {}", items.kind())));
+            st.scenario_error(&Diagnostic::new(
+                list.pos.clone(),
+                format!("`for_each` needs a list, got {}", items.kind()),
+            ));
             return Flow::Stop;
         };
         for item in iter {
@@ -290,7 +368,13 @@ impl Runner<'_> {
         if !step.expect.assert.is_empty() {
             let level = step.level.unwrap_or(st.level);
             let ctx = frame.context();
-            let env = CheckEnv { ctx: &ctx, store: self.store, schemas: self.schemas, level, req: &step.req };
+            let env = CheckEnv {
+                ctx: &ctx,
+                store: self.store,
+                schemas: self.schemas,
+                level,
+                req: &step.req,
+            };
             match expect::check(&step.expect, None, None, &env) {
                 Ok(checks) => {
                     let before = st.failures.len();
@@ -334,7 +418,9 @@ impl Runner<'_> {
             }
             Some(BodySpec::Content { id, range }) => {
                 let key = id.render(ctx)?;
-                let content = self.store.get(&key).ok_or_else(|| Diagnostic::new(id.pos.clone(), format!("no dataset item `{key}`")))?;
+                let content = self.store.get(&key).ok_or_else(|| {
+                    Diagnostic::new(id.pos.clone(), format!("no dataset item `{key}`"))
+                })?;
                 let range = match range {
                     Some(r) => Some(expect::parse_range(&r.render(ctx)?, &r.pos)?),
                     None => None,
@@ -342,10 +428,24 @@ impl Runner<'_> {
                 ReqBody::Content(content, range)
             }
         };
-        Ok(Request { method: req.method.clone(), url, headers, body, chunked: req.chunked, follow_redirects: req.follow_redirects, auth: req.auth })
+        Ok(Request {
+            method: req.method.clone(),
+            url,
+            headers,
+            body,
+            chunked: req.chunked,
+            follow_redirects: req.follow_redirects,
+            auth: req.auth,
+        })
     }
 
-    fn request_step(&self, step: &StepSpec, req: &RequestSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
+    fn request_step(
+        &self,
+        step: &StepSpec,
+        req: &RequestSpec,
+        frame: &Arc<Scope>,
+        st: &mut CaseState,
+    ) -> Flow {
         let ctx = frame.context();
         let request = match self.build(req, &ctx) {
             Ok(r) => r,
@@ -355,8 +455,17 @@ impl Runner<'_> {
             }
         };
         let level = step.level.unwrap_or(st.level);
-        let keep_small = step.expect.body.as_ref().is_some_and(|b| b.content.is_some() && b.json.is_none() && b.text.is_none() && b.schema.is_none());
-        let recv = Recv { digests: vec!["sha256".into()], keep: if keep_small { 64 * 1024 } else { crate::http::DEFAULT_KEEP } };
+        let keep_small = step.expect.body.as_ref().is_some_and(|b| {
+            b.content.is_some() && b.json.is_none() && b.text.is_none() && b.schema.is_none()
+        });
+        let recv = Recv {
+            digests: vec!["sha256".into()],
+            keep: if keep_small {
+                64 * 1024
+            } else {
+                crate::http::DEFAULT_KEEP
+            },
+        };
         let (attempts, delay) = step.retry.unwrap_or((1, 0));
         let mut attempt = 0;
         loop {
@@ -384,17 +493,31 @@ impl Runner<'_> {
         }
     }
 
-    fn would_pass(&self, step: &StepSpec, resp: &Response, frame: &Arc<Scope>, level: Level) -> bool {
+    fn would_pass(
+        &self,
+        step: &StepSpec,
+        resp: &Response,
+        frame: &Arc<Scope>,
+        level: Level,
+    ) -> bool {
         let mut probe = CaseState::empty(&Scope::child(frame, IndexMap::new()), level);
         let (rframe, json) = response_frame(frame, resp);
         let ok_status = match &step.expect.status {
-            Some(s) => expect::status_set(&s.value, &rframe.context()).map(|c| c.contains(&resp.status)).unwrap_or(false),
+            Some(s) => expect::status_set(&s.value, &rframe.context())
+                .map(|c| c.contains(&resp.status))
+                .unwrap_or(false),
             None => true,
         };
         if !ok_status {
             return false;
         }
-        let env = CheckEnv { ctx: &rframe.context(), store: self.store, schemas: self.schemas, level, req: &step.req };
+        let env = CheckEnv {
+            ctx: &rframe.context(),
+            store: self.store,
+            schemas: self.schemas,
+            level,
+            req: &step.req,
+        };
         match expect::check(&step.expect, Some(resp), Some(&json), &env) {
             Ok(checks) => {
                 for c in checks.into_iter().filter(|c| !c.ok) {
@@ -406,12 +529,25 @@ impl Runner<'_> {
         }
     }
 
-    fn evaluate(&self, step: &StepSpec, request: &Request, resp: &Response, frame: &Arc<Scope>, st: &mut CaseState, level: Level) -> Flow {
+    fn evaluate(
+        &self,
+        step: &StepSpec,
+        request: &Request,
+        resp: &Response,
+        frame: &Arc<Scope>,
+        st: &mut CaseState,
+        level: Level,
+    ) -> Flow {
         let (rframe, json) = response_frame(frame, resp);
         let ctx = rframe.context();
         let what = format!("{} {}", request.method, short_url(&request.url));
         if let Some(e) = &resp.body_error {
-            st.finding(Level::Must, format!("{what}: answered {} but {e}", resp.status), &step.pos, step.req.clone());
+            st.finding(
+                Level::Must,
+                format!("{what}: answered {} but {e}", resp.status),
+                &step.pos,
+                step.req.clone(),
+            );
             return Flow::Stop;
         }
 
@@ -428,9 +564,18 @@ impl Runner<'_> {
                 None => true,
             };
             if matched && !u.headers.is_empty() {
-                let env = CheckEnv { ctx: &ctx, store: self.store, schemas: self.schemas, level, req: &[] };
+                let env = CheckEnv {
+                    ctx: &ctx,
+                    store: self.store,
+                    schemas: self.schemas,
+                    level,
+                    req: &[],
+                };
                 for (name, m) in &u.headers {
-                    let only = crate::scenario::ExpectSpec { headers: vec![(name.clone(), m.clone())], ..Default::default() };
+                    let only = crate::scenario::ExpectSpec {
+                        headers: vec![(name.clone(), m.clone())],
+                        ..Default::default()
+                    };
                     match expect::check(&only, Some(resp), None, &env) {
                         Ok(checks) => matched &= checks.iter().all(|c| c.ok),
                         Err(d) => {
@@ -465,7 +610,9 @@ impl Runner<'_> {
                     return Flow::Stop;
                 }
             }
-            if self.captures(&u.capture, &ctx, st).is_err() || self.captures(&step.capture, &ctx, st).is_err() {
+            if self.captures(&u.capture, &ctx, st).is_err()
+                || self.captures(&step.capture, &ctx, st).is_err()
+            {
                 return Flow::Stop;
             }
             for s in &u.then {
@@ -480,8 +627,20 @@ impl Runner<'_> {
             match expect::status_set(&s.value, &ctx) {
                 Ok(codes) if !codes.contains(&resp.status) => {
                     let detail = error_detail(resp, json.as_ref().ok());
-                    let want = if codes.len() == 1 { codes[0].to_string() } else { format!("one of {codes:?}") };
-                    st.finding(level, format!("{what}: expected status {want}, got {}{detail}", resp.status), &s.pos, step.req.clone());
+                    let want = if codes.len() == 1 {
+                        codes[0].to_string()
+                    } else {
+                        format!("one of {codes:?}")
+                    };
+                    st.finding(
+                        level,
+                        format!(
+                            "{what}: expected status {want}, got {}{detail}",
+                            resp.status
+                        ),
+                        &s.pos,
+                        step.req.clone(),
+                    );
                     if level == Level::Must && step.stop_on_failure {
                         return Flow::Stop;
                     }
@@ -496,7 +655,13 @@ impl Runner<'_> {
                 }
             }
         }
-        let env = CheckEnv { ctx: &ctx, store: self.store, schemas: self.schemas, level, req: &step.req };
+        let env = CheckEnv {
+            ctx: &ctx,
+            store: self.store,
+            schemas: self.schemas,
+            level,
+            req: &step.req,
+        };
         let before = st.failures.len();
         match expect::check(&step.expect, Some(resp), Some(&json), &env) {
             Ok(checks) => {
@@ -518,7 +683,12 @@ impl Runner<'_> {
         Flow::Continue
     }
 
-    fn captures(&self, caps: &[(String, crate::template::ValueTmpl)], ctx: &Value, st: &mut CaseState) -> Result<(), ()> {
+    fn captures(
+        &self,
+        caps: &[(String, crate::template::ValueTmpl)],
+        ctx: &Value,
+        st: &mut CaseState,
+    ) -> Result<(), ()> {
         for (k, v) in caps {
             match v.eval(ctx) {
                 Ok(val) => st.frame.set(k, val),
@@ -549,12 +719,17 @@ impl CaseState {
 
 /// The URL without scheme and host, shorter in messages.
 fn short_url(url: &str) -> &str {
-    url.split_once("://").and_then(|(_, r)| r.find('/').map(|i| &r[i..])).unwrap_or(url)
+    url.split_once("://")
+        .and_then(|(_, r)| r.find('/').map(|i| &r[i..]))
+        .unwrap_or(url)
 }
 
 /// The registry's error codes (when the body is an OCI error document), or a body excerpt.
 fn error_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
-    if let Some(errors) = json.and_then(|j| j.get("errors")).and_then(|e| e.as_array()) {
+    if let Some(errors) = json
+        .and_then(|j| j.get("errors"))
+        .and_then(|e| e.as_array())
+    {
         let codes: Vec<String> = errors
             .iter()
             .map(|e| {
@@ -577,9 +752,15 @@ fn error_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
 }
 
 /// A frame holding `response` for templates, and the parsed JSON body (or why it is not JSON).
-fn response_frame(frame: &Arc<Scope>, resp: &Response) -> (Arc<Scope>, Result<serde_json::Value, String>) {
+fn response_frame(
+    frame: &Arc<Scope>,
+    resp: &Response,
+) -> (Arc<Scope>, Result<serde_json::Value, String>) {
     let json: Result<serde_json::Value, String> = if !resp.body_complete() {
-        Err(format!("body of {} bytes not kept in memory", resp.body_len))
+        Err(format!(
+            "body of {} bytes not kept in memory",
+            resp.body_len
+        ))
     } else if resp.body.is_empty() {
         Err("empty body".into())
     } else {
@@ -587,20 +768,53 @@ fn response_frame(frame: &Arc<Scope>, resp: &Response) -> (Arc<Scope>, Result<se
     };
     let mut headers: IndexMap<String, Vec<String>> = IndexMap::new();
     for (k, v) in &resp.headers {
-        headers.entry(k.to_ascii_lowercase()).or_default().push(v.clone());
+        headers
+            .entry(k.to_ascii_lowercase())
+            .or_default()
+            .push(v.clone());
     }
     let location = resp.header("location").map(|l| resolve_url(&resp.url, l));
-    let text = if resp.body_complete() { std::str::from_utf8(&resp.body).ok().map(String::from) } else { None };
+    let text = if resp.body_complete() {
+        std::str::from_utf8(&resp.body).ok().map(String::from)
+    } else {
+        None
+    };
     let value = map_value([
         ("status", Value::from(resp.status)),
         ("url", Value::from(resp.url.as_str())),
-        ("headers", map_value(headers.iter().map(|(k, v)| (k.clone(), Value::from(v.join(", ")))))),
-        ("header_values", map_value(headers.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))))),
+        (
+            "headers",
+            map_value(
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.join(", ")))),
+            ),
+        ),
+        (
+            "header_values",
+            map_value(
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.clone()))),
+            ),
+        ),
         ("location", location.map_or(Value::from(()), Value::from)),
         ("text", text.map_or(Value::from(()), Value::from)),
-        ("json", json.as_ref().ok().map_or(Value::from(()), from_json)),
+        (
+            "json",
+            json.as_ref().ok().map_or(Value::from(()), from_json),
+        ),
         ("size", Value::from(resp.body_len)),
-        ("digest", resp.digest("sha256").map_or(Value::from(()), Value::from)),
+        (
+            "digest",
+            resp.digest("sha256").map_or(Value::from(()), Value::from),
+        ),
     ]);
-    (Scope::child(frame, [("response".to_string(), value)].into_iter().collect()), json)
+    (
+        Scope::child(
+            frame,
+            [("response".to_string(), value)].into_iter().collect(),
+        ),
+        json,
+    )
 }

@@ -16,7 +16,9 @@ use crate::template::{Expr, Tmpl, ValueTmpl};
 use crate::yaml::{Node, Value as Y};
 
 /// How binding a requirement is; a failed SHOULD/MAY check is a warning, not a FAIL.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize,
+)]
 pub enum Level {
     /// An optional behaviour.
     #[serde(rename = "MAY")]
@@ -284,7 +286,8 @@ pub enum JsonType {
 /// A node of the test tree, compiled.
 #[derive(Debug)]
 pub struct NodeSpec {
-    /// Display name (template), as the official suite names nodes.
+    /// Display name (template), as the official suite names nodes. A group without a name
+    /// only groups: its children take its place in the tree.
     pub name: Option<Tmpl>,
     /// Suffix that makes the id of for_each expansions unique.
     pub key: Option<Tmpl>,
@@ -569,15 +572,24 @@ fn value(diags: &mut Diagnostics, raw: &Raw) -> Option<ValueTmpl> {
 }
 
 fn values(diags: &mut Diagnostics, m: &IndexMap<String, Raw>) -> Vec<(String, ValueTmpl)> {
-    m.iter().filter_map(|(k, v)| value(diags, v).map(|v| (k.clone(), v))).collect()
+    m.iter()
+        .filter_map(|(k, v)| value(diags, v).map(|v| (k.clone(), v)))
+        .collect()
 }
 
-fn for_each(diags: &mut Diagnostics, m: &Option<IndexMap<String, Located<String>>>, pos: &Pos) -> Option<(String, Expr)> {
+fn for_each(
+    diags: &mut Diagnostics,
+    m: &Option<IndexMap<String, Located<String>>>,
+    pos: &Pos,
+) -> Option<(String, Expr)> {
     let m = m.as_ref()?;
     if m.len() != 1 {
         diags.push(
-            Diagnostic::new(pos.clone(), "`for_each` takes exactly one `name: expression` entry")
-                .with_hint("for example `for_each: { blob: dataset.blobs }`"),
+            Diagnostic::new(
+                pos.clone(),
+                "`for_each` takes exactly one `name: expression` entry",
+            )
+            .with_hint("for example `for_each: { blob: dataset.blobs }`"),
         );
         return None;
     }
@@ -585,56 +597,107 @@ fn for_each(diags: &mut Diagnostics, m: &Option<IndexMap<String, Located<String>
     expr(diags, e).map(|e| (name.clone(), e))
 }
 
-fn node_spec(node: &Node, resolver: &mut dyn Resolver, diags: &mut Diagnostics) -> Option<NodeSpec> {
+fn node_spec(
+    node: &Node,
+    resolver: &mut dyn Resolver,
+    diags: &mut Diagnostics,
+) -> Option<NodeSpec> {
     let def: NodeDef = ok(diags, from_node(node))?;
-    let pos = def.name.as_ref().map_or_else(|| node.pos.clone(), |n| n.pos.clone());
+    let pos = def
+        .name
+        .as_ref()
+        .map_or_else(|| node.pos.clone(), |n| n.pos.clone());
 
     let kinds = [def.use_.is_some(), def.items.is_some(), def.steps.is_some()];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diags.push(
-            Diagnostic::new(node.pos.clone(), "a node needs exactly one of `use`, `items` or `steps`")
-                .with_hint("`items` makes a group, `steps` a test case, `use` includes another file"),
+            Diagnostic::new(
+                node.pos.clone(),
+                "a node needs exactly one of `use`, `items` or `steps`",
+            )
+            .with_hint("`items` makes a group, `steps` a test case, `use` includes another file"),
         );
         return None;
     }
-    if def.use_.is_none() && def.name.is_none() {
-        diags.push(Diagnostic::new(node.pos.clone(), "missing key `name`"));
+    if def.steps.is_some() && def.name.is_none() {
+        diags.push(
+            Diagnostic::new(node.pos.clone(), "missing key `name`")
+                .with_hint("every test case needs a name"),
+        );
     }
     if !def.with.is_empty() && def.use_.is_none() {
-        diags.push(Diagnostic::new(node.key_pos("with").cloned().unwrap_or_else(|| pos.clone()), "`with` only goes with `use`"));
+        diags.push(Diagnostic::new(
+            node.key_pos("with").cloned().unwrap_or_else(|| pos.clone()),
+            "`with` only goes with `use`",
+        ));
     }
 
     let uses = match &def.use_ {
         Some(path) => {
             let target = ok(diags, resolver.resolve(&path.value, &path.pos));
-            target.map(|node| Use { node, with: values(diags, &def.with) })
+            target.map(|node| Use {
+                node,
+                with: values(diags, &def.with),
+            })
         }
         None => None,
     };
 
     let body = if let Some(items) = &def.items {
-        NodeBody::Group(items.iter().filter_map(|i| node_spec(&i.0, resolver, diags)).collect())
+        NodeBody::Group(
+            items
+                .iter()
+                .filter_map(|i| node_spec(&i.0, resolver, diags))
+                .collect(),
+        )
     } else if let Some(steps) = &def.steps {
         NodeBody::Case(CaseSpec {
-            steps: steps.iter().filter_map(|s| step_spec(&s.0, diags)).collect(),
-            cleanup: def.cleanup.iter().filter_map(|s| step_spec(&s.0, diags)).collect(),
+            steps: steps
+                .iter()
+                .filter_map(|s| step_spec(&s.0, diags))
+                .collect(),
+            cleanup: def
+                .cleanup
+                .iter()
+                .filter_map(|s| step_spec(&s.0, diags))
+                .collect(),
             export: values(diags, &def.export),
         })
     } else {
         NodeBody::Use
     };
-    if def.use_.is_none() && def.steps.is_none() && (!def.cleanup.is_empty() || !def.export.is_empty()) {
-        diags.push(Diagnostic::new(pos.clone(), "`cleanup` and `export` belong to test cases (nodes with `steps`)"));
+    if def.use_.is_none()
+        && def.steps.is_none()
+        && (!def.cleanup.is_empty() || !def.export.is_empty())
+    {
+        diags.push(Diagnostic::new(
+            pos.clone(),
+            "`cleanup` and `export` belong to test cases (nodes with `steps`)",
+        ));
     }
 
     let api = match &def.api {
         None => Vec::new(),
         Some(raw) => match &raw.0.value {
-            Y::Str(s) => tmpl(diags, &Located { pos: raw.0.pos.clone(), value: s.clone() }).into_iter().collect(),
+            Y::Str(s) => tmpl(
+                diags,
+                &Located {
+                    pos: raw.0.pos.clone(),
+                    value: s.clone(),
+                },
+            )
+            .into_iter()
+            .collect(),
             Y::Seq(items) => items
                 .iter()
                 .filter_map(|i| match i.as_str() {
-                    Some(s) => tmpl(diags, &Located { pos: i.pos.clone(), value: s.to_string() }),
+                    Some(s) => tmpl(
+                        diags,
+                        &Located {
+                            pos: i.pos.clone(),
+                            value: s.to_string(),
+                        },
+                    ),
                     None => {
                         diags.push(Diagnostic::new(i.pos.clone(), "API labels are strings"));
                         None
@@ -642,7 +705,10 @@ fn node_spec(node: &Node, resolver: &mut dyn Resolver, diags: &mut Diagnostics) 
                 })
                 .collect(),
             _ => {
-                diags.push(Diagnostic::new(raw.0.pos.clone(), "`api` is a label or a list of labels"));
+                diags.push(Diagnostic::new(
+                    raw.0.pos.clone(),
+                    "`api` is a label or a list of labels",
+                ));
                 Vec::new()
             }
         },
@@ -667,7 +733,11 @@ fn node_spec(node: &Node, resolver: &mut dyn Resolver, diags: &mut Diagnostics) 
         req: def.req,
         level: def.level,
         parallel: def.parallel.unwrap_or(false),
-        exclusive: def.exclusive.iter().filter_map(|e| tmpl(diags, e)).collect(),
+        exclusive: def
+            .exclusive
+            .iter()
+            .filter_map(|e| tmpl(diags, e))
+            .collect(),
         body,
     })
 }
@@ -677,16 +747,25 @@ fn step_spec(node: &Node, diags: &mut Diagnostics) -> Option<StepSpec> {
     let pos = node.pos.clone();
     if def.request.is_none() && def.steps.is_none() && def.expect.is_none() && def.set.is_empty() {
         diags.push(
-            Diagnostic::new(pos.clone(), "a step needs a `request`, nested `steps`, an `expect` or a `set`")
-                .with_hint("a step without a request can still `set` variables or `expect` assertions"),
+            Diagnostic::new(
+                pos.clone(),
+                "a step needs a `request`, nested `steps`, an `expect` or a `set`",
+            )
+            .with_hint("a step without a request can still `set` variables or `expect` assertions"),
         );
         return None;
     }
     if def.request.is_some() && def.steps.is_some() {
-        diags.push(Diagnostic::new(pos.clone(), "a step has either a `request` or nested `steps`, not both"));
+        diags.push(Diagnostic::new(
+            pos.clone(),
+            "a step has either a `request` or nested `steps`, not both",
+        ));
     }
     if def.request.is_none() && !def.unsupported.is_empty() {
-        diags.push(Diagnostic::new(pos.clone(), "`unsupported` describes answers, so it needs a `request`"));
+        diags.push(Diagnostic::new(
+            pos.clone(),
+            "`unsupported` describes answers, so it needs a `request`",
+        ));
     }
     let request = def.request.as_ref().and_then(|r| request_spec(r, diags));
     let expect = match &def.expect {
@@ -701,12 +780,23 @@ fn step_spec(node: &Node, diags: &mut Diagnostics) -> Option<StepSpec> {
         set: values(diags, &def.set),
         request,
         expect,
-        unsupported: def.unsupported.iter().filter_map(|u| unsupported_spec(u, diags)).collect(),
+        unsupported: def
+            .unsupported
+            .iter()
+            .filter_map(|u| unsupported_spec(u, diags))
+            .collect(),
         capture: values(diags, &def.capture),
-        steps: def.steps.iter().flatten().filter_map(|s| step_spec(&s.0, diags)).collect(),
+        steps: def
+            .steps
+            .iter()
+            .flatten()
+            .filter_map(|s| step_spec(&s.0, diags))
+            .collect(),
         level: def.level,
         req: def.req,
-        retry: def.retry.map(|r| (r.attempts.max(1), r.delay_ms.unwrap_or(200))),
+        retry: def
+            .retry
+            .map(|r| (r.attempts.max(1), r.delay_ms.unwrap_or(200))),
         stop_on_failure: def.stop_on_failure.unwrap_or(true),
     })
 }
@@ -716,7 +806,10 @@ const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 fn request_spec(def: &RequestDef, diags: &mut Diagnostics) -> Option<RequestSpec> {
     let method = def.method.value.to_uppercase();
     if !METHODS.contains(&method.as_str()) {
-        let mut d = Diagnostic::new(def.method.pos.clone(), format!("unknown HTTP method `{}`", def.method.value));
+        let mut d = Diagnostic::new(
+            def.method.pos.clone(),
+            format!("unknown HTTP method `{}`", def.method.value),
+        );
         if let Some(s) = crate::diag::did_you_mean(&method, METHODS) {
             d = d.with_hint(format!("did you mean `{s}`?"));
         }
@@ -725,16 +818,28 @@ fn request_spec(def: &RequestDef, diags: &mut Diagnostics) -> Option<RequestSpec
     let body = match &def.body {
         None => None,
         Some(b) => {
-            let n = [b.content.is_some(), b.text.is_some(), b.json.is_some()].iter().filter(|x| **x).count();
+            let n = [b.content.is_some(), b.text.is_some(), b.json.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
             if n != 1 {
-                diags.push(Diagnostic::new(def.url.pos.clone(), "a body has exactly one of `content`, `text` or `json`"));
+                diags.push(Diagnostic::new(
+                    def.url.pos.clone(),
+                    "a body has exactly one of `content`, `text` or `json`",
+                ));
                 None
             } else if let Some(c) = &b.content {
-                Some(BodySpec::Content { id: tmpl(diags, c)?, range: b.range.as_ref().and_then(|r| tmpl(diags, r)) })
+                Some(BodySpec::Content {
+                    id: tmpl(diags, c)?,
+                    range: b.range.as_ref().and_then(|r| tmpl(diags, r)),
+                })
             } else if let Some(t) = &b.text {
                 tmpl(diags, t).map(BodySpec::Text)
             } else {
-                b.json.as_ref().and_then(|j| value(diags, j)).map(BodySpec::Json)
+                b.json
+                    .as_ref()
+                    .and_then(|j| value(diags, j))
+                    .map(BodySpec::Json)
             }
         }
     };
@@ -742,7 +847,11 @@ fn request_spec(def: &RequestDef, diags: &mut Diagnostics) -> Option<RequestSpec
         method,
         url: tmpl(diags, &def.url)?,
         query: values(diags, &def.query),
-        headers: def.headers.iter().filter_map(|(k, v)| tmpl(diags, v).map(|t| (k.clone(), t))).collect(),
+        headers: def
+            .headers
+            .iter()
+            .filter_map(|(k, v)| tmpl(diags, v).map(|t| (k.clone(), t)))
+            .collect(),
         body,
         follow_redirects: def.follow_redirects.unwrap_or(false),
         chunked: def.chunked.unwrap_or(false),
@@ -752,9 +861,18 @@ fn request_spec(def: &RequestDef, diags: &mut Diagnostics) -> Option<RequestSpec
 
 fn status(diags: &mut Diagnostics, raw: &Raw) -> Option<Located<ValueTmpl>> {
     match &raw.0.value {
-        Y::Int(_) | Y::Str(_) | Y::Seq(_) => value(diags, raw).map(|v| Located { pos: raw.0.pos.clone(), value: v }),
+        Y::Int(_) | Y::Str(_) | Y::Seq(_) => value(diags, raw).map(|v| Located {
+            pos: raw.0.pos.clone(),
+            value: v,
+        }),
         other => {
-            diags.push(Diagnostic::new(raw.0.pos.clone(), format!("`status` is a code or a list of codes, found {}", other.kind())));
+            diags.push(Diagnostic::new(
+                raw.0.pos.clone(),
+                format!(
+                    "`status` is a code or a list of codes, found {}",
+                    other.kind()
+                ),
+            ));
             None
         }
     }
@@ -773,8 +891,13 @@ fn expect_spec(def: &ExpectDef, diags: &mut Diagnostics) -> ExpectSpec {
                 for k in j.keys() {
                     if !(k.is_empty() || k.starts_with('/')) {
                         diags.push(
-                            Diagnostic::new(Pos::default(), format!("JSON pointer `{k}` must start with `/`"))
-                                .with_hint("write `/tags` for the `tags` field, `` (empty) for the whole body"),
+                            Diagnostic::new(
+                                Pos::default(),
+                                format!("JSON pointer `{k}` must start with `/`"),
+                            )
+                            .with_hint(
+                                "write `/tags` for the `tags` field, `` (empty) for the whole body",
+                            ),
                         );
                     }
                 }
@@ -783,7 +906,11 @@ fn expect_spec(def: &ExpectDef, diags: &mut Diagnostics) -> ExpectSpec {
             schema: b.schema.clone(),
             level: b.level,
             req: b.req.clone(),
-            pos: b.content.as_ref().map(|c| c.pos.clone()).unwrap_or_default(),
+            pos: b
+                .content
+                .as_ref()
+                .map(|c| c.pos.clone())
+                .unwrap_or_default(),
         }),
         assert: def
             .assert
@@ -801,14 +928,20 @@ fn expect_spec(def: &ExpectDef, diags: &mut Diagnostics) -> ExpectSpec {
 }
 
 fn matchers(diags: &mut Diagnostics, m: &IndexMap<String, Raw>) -> Vec<(String, MatcherSpec)> {
-    m.iter().filter_map(|(k, v)| matcher(diags, v).map(|m| (k.clone(), m))).collect()
+    m.iter()
+        .filter_map(|(k, v)| matcher(diags, v).map(|m| (k.clone(), m)))
+        .collect()
 }
 
 /// A matcher: a mapping of checks, or a scalar as shorthand for `equals`.
 fn matcher(diags: &mut Diagnostics, raw: &Raw) -> Option<MatcherSpec> {
     let pos = raw.0.pos.clone();
     if !matches!(raw.0.value, Y::Map(_)) {
-        return Some(MatcherSpec { equals: value(diags, raw), pos, ..MatcherSpec::default() });
+        return Some(MatcherSpec {
+            equals: value(diags, raw),
+            pos,
+            ..MatcherSpec::default()
+        });
     }
     let def: MatcherDef = ok(diags, from_node(&raw.0))?;
     let matches = def.matches.as_ref().and_then(|m| {
@@ -816,7 +949,9 @@ fn matcher(diags: &mut Diagnostics, raw: &Raw) -> Option<MatcherSpec> {
             diags,
             regex::Regex::new(&format!("^(?:{})$", m.value))
                 .map(|r| (r, m.value.clone()))
-                .map_err(|e| Diagnostic::new(m.pos.clone(), format!("invalid regular expression: {e}"))),
+                .map_err(|e| {
+                    Diagnostic::new(m.pos.clone(), format!("invalid regular expression: {e}"))
+                }),
         )
     });
     Some(MatcherSpec {
@@ -841,7 +976,11 @@ fn unsupported_spec(def: &UnsupportedDef, diags: &mut Diagnostics) -> Option<Uns
         headers: matchers(diags, &def.headers),
         when: def.when.as_ref().and_then(|w| expr(diags, w)),
         reason: tmpl(diags, &def.reason)?,
-        then: def.then.iter().filter_map(|s| step_spec(&s.0, diags)).collect(),
+        then: def
+            .then
+            .iter()
+            .filter_map(|s| step_spec(&s.0, diags))
+            .collect(),
         stop: def.stop.unwrap_or(false),
         capture: values(diags, &def.capture),
     })
@@ -856,7 +995,10 @@ mod tests {
     struct NoFiles;
     impl Resolver for NoFiles {
         fn resolve(&mut self, path: &str, from: &Pos) -> Result<Arc<NodeSpec>, Diagnostic> {
-            Err(Diagnostic::new(from.clone(), format!("no such file `{path}`")))
+            Err(Diagnostic::new(
+                from.clone(),
+                format!("no such file `{path}`"),
+            ))
         }
     }
 
@@ -882,7 +1024,9 @@ steps:
 "#,
         )
         .unwrap();
-        let NodeBody::Case(case) = &n.body else { panic!("not a case") };
+        let NodeBody::Case(case) = &n.body else {
+            panic!("not a case")
+        };
         assert_eq!(case.steps.len(), 1);
         assert_eq!(case.steps[0].expect.headers.len(), 2);
         assert_eq!(case.steps[0].expect.headers[1].1.level, Some(Level::Should));
@@ -901,7 +1045,10 @@ steps:
 "#,
         )
         .unwrap_err();
-        let msgs: Vec<String> = e.0.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect();
+        let msgs: Vec<String> =
+            e.0.iter()
+                .map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message))
+                .collect();
         assert_eq!(e.0.len(), 2, "{msgs:?}");
         assert!(msgs[0].starts_with("5:15 unknown key `stauts`"), "{msgs:?}");
         assert!(msgs[1].starts_with("6:"), "{msgs:?}");

@@ -24,11 +24,16 @@ use crate::yaml::{Node, Value as Y};
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
         env.set_syntax(syntax);
     }
     env.add_filter("digest", filter_digest);
-    env.add_filter("b64encode", |s: String| base64::engine::general_purpose::STANDARD.encode(s.as_bytes()));
+    env.add_filter("b64encode", |s: String| {
+        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    });
     env.add_filter("b64decode", filter_b64decode);
     env.add_filter("with_query", filter_with_query);
     env.add_filter("sort_bytes", filter_sort_bytes);
@@ -74,24 +79,36 @@ impl Tmpl {
     pub fn new(src: &str, pos: &Pos) -> Result<Self, Diagnostic> {
         let src: &'static str = Box::leak(src.to_string().into_boxed_str());
         let compiled = if is_template(src) {
-            let t = ENV.template_from_str(src).map_err(|e| template_error(pos, src, &e))?;
+            let t = ENV
+                .template_from_str(src)
+                .map_err(|e| template_error(pos, src, &e))?;
             Some(Arc::new(t))
         } else {
             None
         };
-        Ok(Tmpl { src, pos: pos.clone(), compiled })
+        Ok(Tmpl {
+            src,
+            pos: pos.clone(),
+            compiled,
+        })
     }
 
     /// A literal string (no template syntax), built by the engine.
     pub fn literal(s: &str) -> Self {
-        Tmpl { src: Box::leak(s.to_string().into_boxed_str()), pos: Pos::default(), compiled: None }
+        Tmpl {
+            src: Box::leak(s.to_string().into_boxed_str()),
+            pos: Pos::default(),
+            compiled: None,
+        }
     }
 
     /// Renders the template against `ctx`.
     pub fn render(&self, ctx: &Value) -> Result<String, Diagnostic> {
         match &self.compiled {
             None => Ok(self.src.to_string()),
-            Some(t) => t.render(ctx).map_err(|e| template_error(&self.pos, self.src, &e)),
+            Some(t) => t
+                .render(ctx)
+                .map_err(|e| template_error(&self.pos, self.src, &e)),
         }
     }
 
@@ -125,13 +142,21 @@ impl Expr {
             return Err(Diagnostic::new(pos.clone(), "empty expression"));
         }
         let src: &'static str = Box::leak(inner.to_string().into_boxed_str());
-        let compiled = ENV.compile_expression(src).map_err(|e| template_error(pos, src, &e))?;
-        Ok(Expr { src, pos: pos.clone(), compiled: Arc::new(compiled) })
+        let compiled = ENV
+            .compile_expression(src)
+            .map_err(|e| template_error(pos, src, &e))?;
+        Ok(Expr {
+            src,
+            pos: pos.clone(),
+            compiled: Arc::new(compiled),
+        })
     }
 
     /// Evaluates the expression.
     pub fn eval(&self, ctx: &Value) -> Result<Value, Diagnostic> {
-        self.compiled.eval(ctx).map_err(|e| template_error(&self.pos, self.src, &e))
+        self.compiled
+            .eval(ctx)
+            .map_err(|e| template_error(&self.pos, self.src, &e))
     }
 
     /// Evaluates the expression as a condition.
@@ -169,10 +194,22 @@ impl ValueTmpl {
                 }
             }
             Y::Seq(items) => {
-                let items = items.iter().map(ValueTmpl::new).collect::<Result<Vec<_>, _>>()?;
+                let items = items
+                    .iter()
+                    .map(ValueTmpl::new)
+                    .collect::<Result<Vec<_>, _>>()?;
                 if items.iter().all(|i| matches!(i, ValueTmpl::Const(_))) {
                     ValueTmpl::Const(Value::from(
-                        items.into_iter().map(|i| if let ValueTmpl::Const(v) = i { v } else { unreachable!() }).collect::<Vec<_>>(),
+                        items
+                            .into_iter()
+                            .map(|i| {
+                                if let ValueTmpl::Const(v) = i {
+                                    v
+                                } else {
+                                    unreachable!()
+                                }
+                            })
+                            .collect::<Vec<_>>(),
                     ))
                 } else {
                     ValueTmpl::Seq(items)
@@ -205,11 +242,21 @@ impl ValueTmpl {
             ValueTmpl::Const(v) => v.clone(),
             ValueTmpl::Expr(e) => e.eval(ctx)?,
             ValueTmpl::Str(t) => Value::from(t.render(ctx)?),
-            ValueTmpl::Seq(items) => Value::from(items.iter().map(|i| i.eval(ctx)).collect::<Result<Vec<_>, _>>()?),
+            ValueTmpl::Seq(items) => Value::from(
+                items
+                    .iter()
+                    .map(|i| i.eval(ctx))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
             ValueTmpl::Map(entries) => {
+                // An entry whose value is undefined (`"{{ x if cond }}"` with cond false) is left
+                // out, so optional fields are written naturally.
                 let mut m = Vec::new();
                 for (k, v) in entries {
-                    m.push((k.render(ctx)?, v.eval(ctx)?));
+                    let val = v.eval(ctx)?;
+                    if !val.is_undefined() {
+                        m.push((k.render(ctx)?, val));
+                    }
                 }
                 map_value(m)
             }
@@ -219,7 +266,9 @@ impl ValueTmpl {
     /// Evaluates to JSON.
     pub fn eval_json(&self, ctx: &Value) -> Result<serde_json::Value, Diagnostic> {
         let v = self.eval(ctx)?;
-        to_json(&v).map_err(|e| Diagnostic::new(self.pos(), format!("value cannot be written as JSON: {e}")))
+        to_json(&v).map_err(|e| {
+            Diagnostic::new(self.pos(), format!("value cannot be written as JSON: {e}"))
+        })
     }
 
     /// The source position of this value (best effort).
@@ -228,7 +277,10 @@ impl ValueTmpl {
             ValueTmpl::Expr(e) => e.pos.clone(),
             ValueTmpl::Str(t) => t.pos.clone(),
             ValueTmpl::Seq(items) => items.first().map(ValueTmpl::pos).unwrap_or_default(),
-            ValueTmpl::Map(entries) => entries.first().map(|(k, _)| k.pos.clone()).unwrap_or_default(),
+            ValueTmpl::Map(entries) => entries
+                .first()
+                .map(|(k, _)| k.pos.clone())
+                .unwrap_or_default(),
             ValueTmpl::Const(_) => Pos::default(),
         }
     }
@@ -241,7 +293,10 @@ pub fn to_json(v: &Value) -> Result<serde_json::Value, serde_json::Error> {
 
 /// Builds a mapping value that keeps insertion order.
 pub fn map_value<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) -> Value {
-    let m: indexmap::IndexMap<Value, Value> = entries.into_iter().map(|(k, v)| (Value::from(k.into()), v)).collect();
+    let m: indexmap::IndexMap<Value, Value> = entries
+        .into_iter()
+        .map(|(k, v)| (Value::from(k.into()), v))
+        .collect();
     Value::from(m)
 }
 
@@ -262,17 +317,26 @@ fn single_expression(s: &str) -> Option<&str> {
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
         return None;
     }
-    Some(inner.trim().trim_start_matches('-').trim_end_matches('-').trim())
+    Some(
+        inner
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim(),
+    )
 }
 
 /// A template or expression error placed at the YAML position of its source.
 fn template_error(pos: &Pos, src: &str, e: &MjError) -> Diagnostic {
-    let mut msg = e.detail().map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
+    let mut msg = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
     if let Some(inner) = std::error::Error::source(e) {
         msg.push_str(&format!(" ({inner})"));
     }
     let short: String = src.chars().take(120).collect();
-    Diagnostic::new(pos.clone(), format!("template error: {msg}")).with_hint(format!("in `{short}`"))
+    Diagnostic::new(pos.clone(), format!("template error: {msg}"))
+        .with_hint(format!("in `{short}`"))
 }
 
 /// A scope chain exposed to templates without copying: lookups walk from the innermost frame.
@@ -287,12 +351,18 @@ pub struct Scope {
 impl Scope {
     /// A new frame below `parent`.
     pub fn child(parent: &Arc<Scope>, vars: indexmap::IndexMap<String, Value>) -> Arc<Scope> {
-        Arc::new(Scope { vars: std::sync::Mutex::new(vars), parent: Some(parent.clone()) })
+        Arc::new(Scope {
+            vars: std::sync::Mutex::new(vars),
+            parent: Some(parent.clone()),
+        })
     }
 
     /// A root frame.
     pub fn root(vars: indexmap::IndexMap<String, Value>) -> Arc<Scope> {
-        Arc::new(Scope { vars: std::sync::Mutex::new(vars), parent: None })
+        Arc::new(Scope {
+            vars: std::sync::Mutex::new(vars),
+            parent: None,
+        })
     }
 
     /// Looks a name up through the chain.
@@ -328,7 +398,11 @@ impl Scope {
 
     /// All visible names (innermost wins), for error messages.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.vars.lock().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+        let mut names: Vec<String> = self
+            .vars
+            .lock()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default();
         if let Some(p) = &self.parent {
             for n in p.names() {
                 if !names.contains(&n) {
@@ -376,15 +450,20 @@ pub fn hex(bytes: &[u8]) -> String {
 
 fn filter_digest(s: String, alg: Option<String>) -> Result<String, MjError> {
     let alg = alg.unwrap_or_else(|| "sha256".into());
-    digest_bytes(&alg, s.as_bytes())
-        .ok_or_else(|| MjError::new(ErrorKind::InvalidOperation, format!("unknown digest algorithm `{alg}`")))
+    digest_bytes(&alg, s.as_bytes()).ok_or_else(|| {
+        MjError::new(
+            ErrorKind::InvalidOperation,
+            format!("unknown digest algorithm `{alg}`"),
+        )
+    })
 }
 
 fn filter_b64decode(s: String) -> Result<String, MjError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s.as_bytes())
         .map_err(|e| MjError::new(ErrorKind::InvalidOperation, format!("invalid base64: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| MjError::new(ErrorKind::InvalidOperation, "base64 content is not UTF-8"))
+    String::from_utf8(bytes)
+        .map_err(|_| MjError::new(ErrorKind::InvalidOperation, "base64 content is not UTF-8"))
 }
 
 /// Appends query parameters to a URL, keeping its existing query; list values repeat the key.
@@ -424,7 +503,15 @@ pub fn append_query(url: &str, pairs: &[(String, String)]) -> String {
         None => (url, None),
     };
     let mut out = base.to_string();
-    let mut sep = if base.contains('?') { if base.ends_with('?') || base.ends_with('&') { "" } else { "&" } } else { "?" };
+    let mut sep = if base.contains('?') {
+        if base.ends_with('?') || base.ends_with('&') {
+            ""
+        } else {
+            "&"
+        }
+    } else {
+        "?"
+    };
     for (k, v) in pairs {
         out.push_str(sep);
         out.push_str(&encode_component(k));
@@ -485,7 +572,10 @@ fn fn_urljoin(base: String, reference: String) -> String {
 /// Byte ranges covering `total` bytes in pieces of `size`: `{start, end, length, index, last}`.
 fn fn_chunks(total: u64, size: u64) -> Result<Value, MjError> {
     if size == 0 {
-        return Err(MjError::new(ErrorKind::InvalidOperation, "chunk size must be positive"));
+        return Err(MjError::new(
+            ErrorKind::InvalidOperation,
+            "chunk size must be positive",
+        ));
     }
     let mut out = Vec::new();
     let mut start = 0;
@@ -507,7 +597,10 @@ fn fn_chunks(total: u64, size: u64) -> Result<Value, MjError> {
 
 /// A deterministic token derived from the run seed and a label (unique names per run).
 fn fn_token(state: &State, label: String, len: Option<usize>) -> Result<String, MjError> {
-    let seed = state.lookup("seed").map(|v| v.to_string()).unwrap_or_default();
+    let seed = state
+        .lookup("seed")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
     let h = hex(&sha2::Sha256::digest(format!("{seed}/{label}").as_bytes()));
     Ok(h[..len.unwrap_or(16).min(64)].to_string())
 }
@@ -515,8 +608,10 @@ fn fn_token(state: &State, label: String, len: Option<usize>) -> Result<String, 
 /// Whether `expected` is contained in `actual`: mappings by key (recursively), lists by
 /// every expected item matching some actual item, scalars by equality.
 fn fn_subset(actual: Value, expected: Value) -> Result<bool, MjError> {
-    let a = to_json(&actual).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    let e = to_json(&expected).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let a =
+        to_json(&actual).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let e =
+        to_json(&expected).map_err(|e| MjError::new(ErrorKind::InvalidOperation, e.to_string()))?;
     Ok(json_subset(&a, &e))
 }
 
@@ -524,7 +619,9 @@ fn fn_subset(actual: Value, expected: Value) -> Result<bool, MjError> {
 pub fn json_subset(actual: &serde_json::Value, expected: &serde_json::Value) -> bool {
     use serde_json::Value as J;
     match (actual, expected) {
-        (J::Object(a), J::Object(e)) => e.iter().all(|(k, ev)| a.get(k).is_some_and(|av| json_subset(av, ev))),
+        (J::Object(a), J::Object(e)) => e
+            .iter()
+            .all(|(k, ev)| a.get(k).is_some_and(|av| json_subset(av, ev))),
         (J::Array(a), J::Array(e)) => e.iter().all(|ev| a.iter().any(|av| json_subset(av, ev))),
         (J::Number(a), J::Number(e)) => a.as_f64() == e.as_f64(),
         _ => actual == expected,
@@ -539,7 +636,11 @@ fn filter_sort_bytes(v: Value) -> Result<Value, MjError> {
 
 fn filter_sort_lexical(v: Value) -> Result<Value, MjError> {
     let mut items: Vec<String> = v.try_iter()?.map(|i| i.to_string()).collect();
-    items.sort_by(|a, b| a.to_lowercase().cmp(&b.to_lowercase()).then_with(|| a.cmp(b)));
+    items.sort_by(|a, b| {
+        a.to_lowercase()
+            .cmp(&b.to_lowercase())
+            .then_with(|| a.cmp(b))
+    });
     Ok(Value::from(items))
 }
 
@@ -554,7 +655,12 @@ fn filter_split_list(v: Value) -> Result<Value, MjError> {
         vec![v.to_string()]
     };
     for p in parts {
-        out.extend(p.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+        out.extend(
+            p.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
     }
     Ok(Value::from(out))
 }
@@ -567,7 +673,9 @@ fn filter_dict_from(keys: Value, values: Value) -> Result<Value, MjError> {
     } else {
         vec![values; keys.len()]
     };
-    Ok(map_value(keys.into_iter().zip(vals).map(|(k, v)| (k.to_string(), v))))
+    Ok(map_value(
+        keys.into_iter().zip(vals).map(|(k, v)| (k.to_string(), v)),
+    ))
 }
 
 /// A mapping without the given keys.
@@ -608,16 +716,45 @@ mod tests {
 
     #[test]
     fn value_templates_keep_types() {
-        let n = parse(Path::new("v.yaml"), "a: '{{ xs }}'\nb: 'n={{ n }}'\nc: [1, '{{ n + 1 }}']\n").unwrap();
+        let n = parse(
+            Path::new("v.yaml"),
+            "a: '{{ xs }}'\nb: 'n={{ n }}'\nc: [1, '{{ n + 1 }}']\n",
+        )
+        .unwrap();
         let v = ValueTmpl::new(&n).unwrap();
-        let out = v.eval_json(&ctx(serde_json::json!({"xs": [1, 2], "n": 3}))).unwrap();
-        assert_eq!(out, serde_json::json!({"a": [1, 2], "b": "n=3", "c": [1, 4]}));
+        let out = v
+            .eval_json(&ctx(serde_json::json!({"xs": [1, 2], "n": 3})))
+            .unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({"a": [1, 2], "b": "n=3", "c": [1, 4]})
+        );
+    }
+
+    #[test]
+    fn undefined_entries_are_omitted() {
+        let n = parse(
+            Path::new("v.yaml"),
+            "a: 1\nb: '{{ x if x }}'\nc: '{{ y if y }}'\n",
+        )
+        .unwrap();
+        let out = ValueTmpl::new(&n)
+            .unwrap()
+            .eval_json(&ctx(serde_json::json!({"x": 0, "y": "s"})))
+            .unwrap();
+        assert_eq!(out, serde_json::json!({"a": 1, "c": "s"}));
     }
 
     #[test]
     fn strict_undefined_is_an_error_with_position() {
-        let t = Tmpl::new("/v2/{{ repoo }}/x", &Pos::new(&Arc::new("s.yaml".into()), 4, 10)).unwrap();
-        let e = t.render(&ctx(serde_json::json!({"repo": "r"}))).unwrap_err();
+        let t = Tmpl::new(
+            "/v2/{{ repoo }}/x",
+            &Pos::new(&Arc::new("s.yaml".into()), 4, 10),
+        )
+        .unwrap();
+        let e = t
+            .render(&ctx(serde_json::json!({"repo": "r"})))
+            .unwrap_err();
         assert_eq!(e.pos.line, 4);
         assert!(e.message.contains("undefined"), "{}", e.message);
     }
@@ -638,25 +775,45 @@ mod tests {
 
     #[test]
     fn with_query_keeps_existing_query_and_repeats_lists() {
-        let t = Tmpl::new("{{ url | with_query(digest=d, tag=['a', 'b']) }}", &Pos::default()).unwrap();
+        let t = Tmpl::new(
+            "{{ url | with_query(digest=d, tag=['a', 'b']) }}",
+            &Pos::default(),
+        )
+        .unwrap();
         let out = t
             .render(&ctx(serde_json::json!({"url": "http://h/v2/r/blobs/uploads/u?_state=x%3D", "d": "sha256:ab"})))
             .unwrap();
-        assert_eq!(out, "http://h/v2/r/blobs/uploads/u?_state=x%3D&digest=sha256%3Aab&tag=a&tag=b");
+        assert_eq!(
+            out,
+            "http://h/v2/r/blobs/uploads/u?_state=x%3D&digest=sha256%3Aab&tag=a&tag=b"
+        );
     }
 
     #[test]
     fn resolves_relative_urls() {
-        assert_eq!(resolve_url("http://h:5000/v2/r/blobs/uploads/", "/v2/r/x?a=1"), "http://h:5000/v2/r/x?a=1");
+        assert_eq!(
+            resolve_url("http://h:5000/v2/r/blobs/uploads/", "/v2/r/x?a=1"),
+            "http://h:5000/v2/r/x?a=1"
+        );
         assert_eq!(resolve_url("http://h/v2/r/", "u1"), "http://h/v2/r/u1");
-        assert_eq!(resolve_url("http://h/v2/r/", "https://s3/x"), "https://s3/x");
+        assert_eq!(
+            resolve_url("http://h/v2/r/", "https://s3/x"),
+            "https://s3/x"
+        );
         assert_eq!(resolve_url("https://h/a/b", "//cdn/x"), "https://cdn/x");
     }
 
     #[test]
     fn chunks_cover_the_range() {
-        let e = Expr::new("chunks(10, 4) | map(attribute='length') | list", &Pos::default()).unwrap();
-        assert_eq!(to_json(&e.eval(&ctx(serde_json::json!({}))).unwrap()).unwrap(), serde_json::json!([4, 4, 2]));
+        let e = Expr::new(
+            "chunks(10, 4) | map(attribute='length') | list",
+            &Pos::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            to_json(&e.eval(&ctx(serde_json::json!({}))).unwrap()).unwrap(),
+            serde_json::json!([4, 4, 2])
+        );
     }
 
     #[test]
@@ -667,7 +824,9 @@ mod tests {
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         let e = Expr::new("subset(a, b)", &Pos::default()).unwrap();
-        let c = ctx(serde_json::json!({"a": [{"d": 1, "x": {"k": "v", "z": 2}}, {"d": 2}], "b": [{"x": {"k": "v"}}]}));
+        let c = ctx(
+            serde_json::json!({"a": [{"d": 1, "x": {"k": "v", "z": 2}}, {"d": 2}], "b": [{"x": {"k": "v"}}]}),
+        );
         assert!(e.truthy(&c).unwrap());
         let c = ctx(serde_json::json!({"a": [{"d": 1}], "b": [{"d": 3}]}));
         assert!(!e.truthy(&c).unwrap());
@@ -676,18 +835,59 @@ mod tests {
     #[test]
     fn sorting_orders() {
         let e = Expr::new("[xs | sort_bytes, xs | sort_lexical]", &Pos::default()).unwrap();
-        let out = to_json(&e.eval(&ctx(serde_json::json!({"xs": ["b", "A", "a", "B1"]}))).unwrap()).unwrap();
-        assert_eq!(out, serde_json::json!([["A", "B1", "a", "b"], ["A", "a", "b", "B1"]]));
+        let out = to_json(
+            &e.eval(&ctx(serde_json::json!({"xs": ["b", "A", "a", "B1"]})))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!([["A", "B1", "a", "b"], ["A", "a", "b", "B1"]])
+        );
     }
 
     #[test]
     fn scope_chain_lookup_and_assign() {
         let root = Scope::root([("a".to_string(), Value::from(1))].into_iter().collect());
-        let child = Scope::child(&root, [("b".to_string(), Value::from(2))].into_iter().collect());
+        let child = Scope::child(
+            &root,
+            [("b".to_string(), Value::from(2))].into_iter().collect(),
+        );
         let e = Expr::new("a + b", &Pos::default()).unwrap();
         assert_eq!(e.eval(&child.context()).unwrap(), Value::from(3));
         assert!(child.assign("a", Value::from(10)));
         assert_eq!(root.lookup("a"), Some(Value::from(10)));
         assert!(!child.assign("zz", Value::from(1)));
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    #[test]
+    fn default_and_membership_work_in_strict_mode() {
+        let ctx = Value::from(minijinja::value::Serde(
+            serde_json::json!({"h": {"location": "x"}}),
+        ));
+        assert_eq!(
+            Expr::new("missing | default(3)", &Pos::default())
+                .unwrap()
+                .eval(&ctx)
+                .unwrap(),
+            Value::from(3)
+        );
+        assert!(Expr::new("'location' in h", &Pos::default())
+            .unwrap()
+            .truthy(&ctx)
+            .unwrap());
+        assert!(Expr::new("missing is not defined", &Pos::default())
+            .unwrap()
+            .truthy(&ctx)
+            .unwrap());
+        assert!(Expr::new("h.nope is not defined", &Pos::default())
+            .unwrap()
+            .truthy(&ctx)
+            .unwrap());
     }
 }

@@ -60,7 +60,10 @@ impl Value {
 impl Node {
     /// A node without a position, for values built by the engine.
     pub fn synthetic(value: Value) -> Self {
-        Node { value, pos: Pos::default() }
+        Node {
+            value,
+            pos: Pos::default(),
+        }
     }
 
     /// The string value, if this node is a string.
@@ -74,7 +77,10 @@ impl Node {
     /// Looks up a key of a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -85,7 +91,10 @@ impl Node {
         for raw in pointer.split('/').skip(1) {
             let part = raw.replace("~1", "/").replace("~0", "~");
             let next = match &node.value {
-                Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(part.as_str())).map(|(_, v)| v),
+                Value::Map(entries) => entries
+                    .iter()
+                    .find(|(k, _)| k.as_str() == Some(part.as_str()))
+                    .map(|(_, v)| v),
                 Value::Seq(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
                 _ => None,
             };
@@ -100,7 +109,10 @@ impl Node {
     /// The position of a key of a mapping node, for "unknown key" style errors.
     pub fn key_pos(&self, key: &str) -> Option<&Pos> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(k, _)| &k.pos),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(k, _)| &k.pos),
             _ => None,
         }
     }
@@ -115,7 +127,12 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => J::Object(entries.iter().map(|(k, v)| (k.scalar_text(), v.to_json())).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar_text(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 
@@ -152,8 +169,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Node, Diagnostic> {
     match result {
         Ok(node) => Ok(node),
         Err(e) => {
-            let (line, col) = e.location().map_or((0, 0), |l| (l.line() as u32, l.column() as u32));
-            Err(Diagnostic::new(Pos::new(&file, line, col), parser_message(&e)))
+            let (line, col) = e
+                .location()
+                .map_or((0, 0), |l| (l.line() as u32, l.column() as u32));
+            Err(Diagnostic::new(
+                Pos::new(&file, line, col),
+                parser_message(&e),
+            ))
         }
     }
 }
@@ -188,7 +210,10 @@ impl<'de> Deserialize<'de> for Node {
             line: spanned.referenced.line() as u32,
             col: spanned.referenced.column() as u32,
         };
-        Ok(Node { value: spanned.value.0, pos })
+        Ok(Node {
+            value: spanned.value.0,
+            pos,
+        })
     }
 }
 
@@ -224,7 +249,9 @@ impl<'de> Visitor<'de> for InnerVisitor {
         Ok(Inner(Value::Int(v)))
     }
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Inner, E> {
-        i64::try_from(v).map(|i| Inner(Value::Int(i))).map_err(|_| E::custom("integer too large"))
+        i64::try_from(v)
+            .map(|i| Inner(Value::Int(i)))
+            .map_err(|_| E::custom("integer too large"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Inner, E> {
         Ok(Inner(Value::Float(v)))
@@ -285,6 +312,9 @@ mod tests {
     #[test]
     fn json_conversion_keeps_order_and_types() {
         let n = parse(Path::new("j.yaml"), "z: 1\na: [true, 2.5, ~, s]\n").unwrap();
-        assert_eq!(n.to_json().to_string(), r#"{"z":1,"a":[true,2.5,null,"s"]}"#);
+        assert_eq!(
+            n.to_json().to_string(),
+            r#"{"z":1,"a":[true,2.5,null,"s"]}"#
+        );
     }
 }

@@ -21,7 +21,10 @@ pub fn summary(r: &RunResult, color: bool) -> String {
     };
     let mut out = String::new();
     let cases = r.root.cases();
-    let failed: Vec<_> = cases.iter().filter(|c| matches!(c.status, Status::Fail | Status::Error)).collect();
+    let failed: Vec<_> = cases
+        .iter()
+        .filter(|c| matches!(c.status, Status::Fail | Status::Error))
+        .collect();
     if !failed.is_empty() {
         let _ = writeln!(out, "Failures ({}):", failed.len());
         for c in &failed {
@@ -37,7 +40,11 @@ pub fn summary(r: &RunResult, color: bool) -> String {
     }
     let warned: Vec<_> = cases.iter().filter(|c| !c.warnings.is_empty()).collect();
     if !warned.is_empty() {
-        let _ = writeln!(out, "Warnings — SHOULD/MAY not met, not failures ({}):", warned.len());
+        let _ = writeln!(
+            out,
+            "Warnings — SHOULD/MAY not met, not failures ({}):",
+            warned.len()
+        );
         for c in warned.iter().take(20) {
             let _ = writeln!(out, "  {}: {}", c.id, c.warnings[0].message);
         }
@@ -67,7 +74,14 @@ pub fn summary(r: &RunResult, color: bool) -> String {
     for (name, s) in &r.data {
         let _ = writeln!(out, "  {:.<30}: {:>10}", name, s.as_str());
     }
-    let _ = writeln!(out, "\nSeed {} · {:.1} s · spec {} · {}", r.seed, r.duration.as_secs_f64(), r.spec_version, r.registry);
+    let _ = writeln!(
+        out,
+        "\nSeed {} · {:.1} s · spec {} · {}",
+        r.seed,
+        r.duration.as_secs_f64(),
+        r.spec_version,
+        r.registry
+    );
     out
 }
 
@@ -78,7 +92,13 @@ pub fn exchange(e: &crate::http::Exchange) -> String {
         let _ = writeln!(out, "> {k}: {v}");
     }
     if e.request_body.len > 0 {
-        let shown = e.request_body.text.clone().unwrap_or_else(|| format!("({} bytes, {})", e.request_body.len, e.request_body.digest.clone().unwrap_or_default()));
+        let shown = e.request_body.text.clone().unwrap_or_else(|| {
+            format!(
+                "({} bytes, {})",
+                e.request_body.len,
+                e.request_body.digest.clone().unwrap_or_default()
+            )
+        });
         let _ = writeln!(out, "> {shown}");
     }
     match (e.status, &e.error) {
@@ -88,7 +108,13 @@ pub fn exchange(e: &crate::http::Exchange) -> String {
                 let _ = writeln!(out, "< {k}: {v}");
             }
             if e.response_body.len > 0 {
-                let shown = e.response_body.text.clone().unwrap_or_else(|| format!("({} bytes, {})", e.response_body.len, e.response_body.digest.clone().unwrap_or_default()));
+                let shown = e.response_body.text.clone().unwrap_or_else(|| {
+                    format!(
+                        "({} bytes, {})",
+                        e.response_body.len,
+                        e.response_body.digest.clone().unwrap_or_default()
+                    )
+                });
                 let _ = writeln!(out, "< {shown}");
             }
         }

@@ -26,7 +26,10 @@ pub fn escape(s: &str) -> String {
 fn counts(cases: &[&CaseResult]) -> (usize, usize, usize, usize, f64) {
     let fail = cases.iter().filter(|c| c.status == Status::Fail).count();
     let err = cases.iter().filter(|c| c.status == Status::Error).count();
-    let skip = cases.iter().filter(|c| matches!(c.status, Status::Skip | Status::Disabled)).count();
+    let skip = cases
+        .iter()
+        .filter(|c| matches!(c.status, Status::Skip | Status::Disabled))
+        .count();
     let time = cases.iter().map(|c| c.duration.as_secs_f64()).sum();
     (cases.len(), fail, err, skip, time)
 }
@@ -67,28 +70,66 @@ fn testcase(out: &mut String, c: &CaseResult) {
         Some((group, leaf)) => (group.replace('/', "."), leaf.to_string()),
         None => (String::new(), c.id.clone()),
     };
-    let _ = write!(out, "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"", escape(&classname), escape(&name), c.duration.as_secs_f64());
+    let _ = write!(
+        out,
+        "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
+        escape(&classname),
+        escape(&name),
+        c.duration.as_secs_f64()
+    );
     let reason = c.reason.clone().unwrap_or_default();
     let mut details = String::new();
     for f in &c.failures {
-        let _ = writeln!(details, "{}: {} [{}]", f.source, f.message, f.level.as_str());
+        let _ = writeln!(
+            details,
+            "{}: {} [{}]",
+            f.source,
+            f.message,
+            f.level.as_str()
+        );
     }
     for w in &c.warnings {
-        let _ = writeln!(details, "warning: {}: {} [{}]", w.source, w.message, w.level.as_str());
+        let _ = writeln!(
+            details,
+            "warning: {}: {} [{}]",
+            w.source,
+            w.message,
+            w.level.as_str()
+        );
     }
     let _ = writeln!(details, "case: {}", c.source);
     if !c.spec.is_empty() {
         let _ = writeln!(details, "spec: {}", c.spec.join(", "));
     }
     let body = match c.status {
-        Status::Fail => format!("      <failure type=\"FAIL\" message=\"{}\">{}</failure>\n", escape(&reason), escape(&details)),
-        Status::Error => format!("      <error type=\"Error\" message=\"{}\">{}</error>\n", escape(&reason), escape(&details)),
-        Status::Skip | Status::Disabled => format!("      <skipped message=\"{}: {}\"/>\n", c.status.as_str(), escape(&reason)),
+        Status::Fail => format!(
+            "      <failure type=\"FAIL\" message=\"{}\">{}</failure>\n",
+            escape(&reason),
+            escape(&details)
+        ),
+        Status::Error => format!(
+            "      <error type=\"Error\" message=\"{}\">{}</error>\n",
+            escape(&reason),
+            escape(&details)
+        ),
+        Status::Skip | Status::Disabled => format!(
+            "      <skipped message=\"{}: {}\"/>\n",
+            c.status.as_str(),
+            escape(&reason)
+        ),
         _ => String::new(),
     };
     let mut log = String::new();
     for (i, e) in c.exchanges.iter().enumerate() {
-        let _ = writeln!(log, "#{} {} {} -> {}", i + 1, e.method, e.url, e.status.map_or_else(|| e.error.clone().unwrap_or_default(), |s| s.to_string()));
+        let _ = writeln!(
+            log,
+            "#{} {} {} -> {}",
+            i + 1,
+            e.method,
+            e.url,
+            e.status
+                .map_or_else(|| e.error.clone().unwrap_or_default(), |s| s.to_string())
+        );
     }
     if body.is_empty() && log.is_empty() {
         out.push_str("/>\n");

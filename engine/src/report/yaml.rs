@@ -11,7 +11,12 @@ pub fn render(r: &RunResult) -> String {
     apis.sort_by(|a, b| a.0.cmp(b.0));
     let mut data: Vec<(&String, &crate::results::Status)> = r.data.iter().collect();
     data.sort_by(|a, b| a.0.cmp(b.0));
-    let tests: Vec<J> = r.root.cases().into_iter().map(|c| serde_json::to_value(c).unwrap_or(J::Null)).collect();
+    let tests: Vec<J> = r
+        .root
+        .cases()
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap_or(J::Null))
+        .collect();
     let doc = json!({
         "config": r.config,
         "apis": apis.into_iter().map(|(k, v)| (k.clone(), J::from(v.as_str()))).collect::<serde_json::Map<_, _>>(),
@@ -29,6 +34,9 @@ pub fn render(r: &RunResult) -> String {
         "tests": tests,
     });
     let mut out = String::from("# oci-conform results (the config, apis and data keys follow the official suite's results.yaml)\n");
-    out.push_str(&serde_saphyr::to_string(&doc).unwrap_or_else(|e| format!("# cannot serialize results: {e}\n")));
+    out.push_str(
+        &serde_saphyr::to_string(&doc)
+            .unwrap_or_else(|e| format!("# cannot serialize results: {e}\n")),
+    );
     out
 }
