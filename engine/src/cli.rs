@@ -271,14 +271,17 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     }
     let started = now_rfc3339();
     let t0 = Instant::now();
+    let resources = crate::run::Resources::default();
     let runner = Runner {
         client: &client,
         store: &plan.store,
         schemas: &schemas,
         base: config.base_url(),
         observer: &progress,
+        resources: &resources,
     };
     let root = runner.run(&plan);
+    let leftovers = runner.clean_up();
     if tty && !args.quiet {
         eprint!("\r\x1b[2K");
     }
@@ -297,7 +300,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         started,
         duration: t0.elapsed(),
         registry: config.base_url(),
-        leftovers: Vec::new(),
+        leftovers,
         parallel: config.parallel,
     };
     let dir = PathBuf::from(&config.results_dir);

@@ -34,6 +34,41 @@ pub trait Observer: Sync {
 pub struct Silent;
 impl Observer for Silent {}
 
+/// Resources the run created (by URL, in creation order) and whether they still exist.
+#[derive(Default)]
+pub struct Resources(std::sync::Mutex<IndexMap<String, bool>>);
+
+impl Resources {
+    fn created(&self, url: String) {
+        if let Ok(mut m) = self.0.lock() {
+            m.shift_remove(&url);
+            m.insert(url, true);
+        }
+    }
+
+    fn deleted(&self, url: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            if let Some(alive) = m.get_mut(url) {
+                *alive = false;
+            }
+        }
+    }
+
+    /// Resources still there, newest first (so manifests go before the blobs they reference).
+    pub fn alive(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .rev()
+                    .filter(|(_, a)| **a)
+                    .map(|(u, _)| u.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// What the runner needs.
 pub struct Runner<'a> {
     /// The HTTP client.
@@ -46,6 +81,8 @@ pub struct Runner<'a> {
     pub base: String,
     /// Progress receiver.
     pub observer: &'a dyn Observer,
+    /// What the run created, for the final cleanup.
+    pub resources: &'a Resources,
 }
 
 /// Whether a step sequence goes on.
@@ -489,8 +526,52 @@ impl Runner<'_> {
                 std::thread::sleep(Duration::from_millis(delay));
                 continue;
             }
-            return self.evaluate(step, &request, &resp, frame, st, level);
+            let before = (st.failures.len(), st.error.is_some());
+            let flow = self.evaluate(step, &request, &resp, frame, st, level);
+            if st.failures.len() == before.0 && st.error.is_some() == before.1 {
+                self.track(step, frame);
+            }
+            return flow;
         }
+    }
+
+    /// Records what a successful step created or deleted.
+    fn track(&self, step: &StepSpec, frame: &Arc<Scope>) {
+        let ctx = frame.context();
+        let absolute = |u: String| {
+            let u = if u.starts_with('/') {
+                format!("{}{u}", self.base)
+            } else {
+                u
+            };
+            u.split('?').next().unwrap_or_default().to_string()
+        };
+        if let Some(Ok(u)) = step.creates.as_ref().map(|t| t.render(&ctx)) {
+            self.resources.created(absolute(u));
+        }
+        if let Some(Ok(u)) = step.deletes.as_ref().map(|t| t.render(&ctx)) {
+            self.resources.deleted(&absolute(u));
+        }
+    }
+
+    /// Deletes what the run created and did not delete; returns what is still there.
+    pub fn clean_up(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for url in self.resources.alive() {
+            let req = Request {
+                method: "DELETE".into(),
+                url: url.clone(),
+                auth: true,
+                ..Request::default()
+            };
+            let outcome = self.client.send(&req, &Recv::default());
+            match outcome.result {
+                Ok(r) if matches!(r.status, 200 | 202 | 204 | 404) => self.resources.deleted(&url),
+                Ok(r) => left.push(format!("{url} (DELETE answered {})", r.status)),
+                Err(e) => left.push(format!("{url} ({e})")),
+            }
+        }
+        left
     }
 
     fn would_pass(

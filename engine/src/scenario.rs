@@ -129,6 +129,10 @@ struct StepDef {
     retry: Option<RetryDef>,
     #[serde(default)]
     stop_on_failure: Option<bool>,
+    #[serde(default)]
+    creates: Option<Located<String>>,
+    #[serde(default)]
+    deletes: Option<Located<String>>,
 }
 
 #[derive(Deserialize)]
@@ -391,6 +395,10 @@ pub struct StepSpec {
     pub retry: Option<(u32, u64)>,
     /// Whether a failed check ends the case (default true).
     pub stop_on_failure: bool,
+    /// URL of a resource this step creates when it succeeds (deleted at the end if still there).
+    pub creates: Option<Tmpl>,
+    /// URL of a resource this step deletes when it succeeds.
+    pub deletes: Option<Tmpl>,
 }
 
 /// An HTTP request template.
@@ -761,6 +769,12 @@ fn step_spec(node: &Node, diags: &mut Diagnostics) -> Option<StepSpec> {
             "a step has either a `request` or nested `steps`, not both",
         ));
     }
+    if def.request.is_none() && (def.creates.is_some() || def.deletes.is_some()) {
+        diags.push(Diagnostic::new(
+            pos.clone(),
+            "`creates` and `deletes` describe a request's effect, so they need a `request`",
+        ));
+    }
     if def.request.is_none() && !def.unsupported.is_empty() {
         diags.push(Diagnostic::new(
             pos.clone(),
@@ -798,6 +812,8 @@ fn step_spec(node: &Node, diags: &mut Diagnostics) -> Option<StepSpec> {
             .retry
             .map(|r| (r.attempts.max(1), r.delay_ms.unwrap_or(200))),
         stop_on_failure: def.stop_on_failure.unwrap_or(true),
+        creates: def.creates.as_ref().and_then(|c| tmpl(diags, c)),
+        deletes: def.deletes.as_ref().and_then(|c| tmpl(diags, c)),
     })
 }
 

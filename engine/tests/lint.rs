@@ -14,7 +14,11 @@ fn the_shipped_packs_lint_clean() {
 fn a_misspelt_key_is_reported_with_position_and_suggestion() {
     let dir = TempDir::new("lint");
     let f = dir.join("case.yaml");
-    std::fs::write(&f, "name: x\nsteps:\n  - request: {method: GET, url: /v2/}\n    expect:\n      stauts: 200\n").unwrap();
+    std::fs::write(
+        &f,
+        "name: x\nsteps:\n  - request: {method: GET, url: /v2/}\n    expect:\n      stauts: 200\n",
+    )
+    .unwrap();
     let o = cli(&["lint", f.to_str().unwrap()], &[]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");

@@ -6,7 +6,13 @@ use common::registry::Registry;
 use common::{cli, results, status_of, text, TempDir};
 
 fn run(reg: &str, out: &TempDir, extra: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let mut args = vec!["run", "--results-dir", out.0.to_str().unwrap(), "--seed", "42"];
+    let mut args = vec![
+        "run",
+        "--results-dir",
+        out.0.to_str().unwrap(),
+        "--seed",
+        "42",
+    ];
     args.extend_from_slice(extra);
     let o = cli(&args, &[("OCI_REGISTRY", reg), ("OCI_TLS", "disabled")]);
     let r = results(&out.0);
@@ -27,7 +33,10 @@ fn docker_registry_gets_the_expected_verdicts() {
     assert_eq!(r["apis"]["Tag delete"], "Skip");
     assert_eq!(r["apis"]["Manifest delete"], "Pass");
     assert_eq!(r["apis"]["Blob upload cancel"], "Disabled");
-    assert_eq!(status_of(&r, "sha256 blobs/post only/blob-post-only"), "Skip");
+    assert_eq!(
+        status_of(&r, "sha256 blobs/post only/blob-post-only"),
+        "Skip"
+    );
     assert_eq!(status_of(&r, "image/push/manifest-by-tag[image]"), "Pass");
     // Every official API name is present.
     assert_eq!(r["apis"].as_object().unwrap().len(), 28);
@@ -42,7 +51,18 @@ fn the_same_seed_sends_the_same_content() {
     let (_, ra) = run(&reg.addr, &a, &["--filter", "image/push"]);
     let reg2 = Registry::docker();
     let (_, rb) = run(&reg2.addr, &b, &["--filter", "image/push"]);
-    let ids = |r: &serde_json::Value| r["tests"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let ids = |r: &serde_json::Value| {
+        r["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids(&ra), ids(&rb));
-    assert!(ids(&ra).iter().all(|i| i.starts_with("image/push")), "{:?}", ids(&ra));
+    assert!(
+        ids(&ra).iter().all(|i| i.starts_with("image/push")),
+        "{:?}",
+        ids(&ra)
+    );
 }

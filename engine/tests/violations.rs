@@ -10,15 +10,34 @@ use common::{cli, results, status_of, TempDir};
 fn run_through(proxy: &FakeServer, filter: &str) -> serde_json::Value {
     let out = TempDir::new("viol");
     let o = cli(
-        &["run", "--results-dir", out.0.to_str().unwrap(), "--filter", filter, "--seed", "7"],
+        &[
+            "run",
+            "--results-dir",
+            out.0.to_str().unwrap(),
+            "--filter",
+            filter,
+            "--seed",
+            "7",
+        ],
         &[("OCI_REGISTRY", &proxy.addr), ("OCI_TLS", "disabled")],
     );
-    assert_eq!(o.status.code(), Some(4), "a violation must exit with 4: {}", common::text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "a violation must exit with 4: {}",
+        common::text(&o)
+    );
     results(&out.0)
 }
 
 fn reason<'a>(r: &'a serde_json::Value, id: &str) -> &'a str {
-    r["tests"].as_array().unwrap().iter().find(|t| t["id"] == id).and_then(|t| t["reason"].as_str()).unwrap_or("")
+    r["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .and_then(|t| t["reason"].as_str())
+        .unwrap_or("")
 }
 
 #[test]
@@ -32,7 +51,11 @@ fn wrong_status_on_blob_put_fails_the_push() {
     });
     let r = run_through(&proxy, "sha256 blobs/post+put");
     assert_eq!(status_of(&r, "sha256 blobs/post+put/blob-post-put"), "FAIL");
-    assert!(reason(&r, "sha256 blobs/post+put/blob-post-put").contains("expected status 201, got 200"), "{}", reason(&r, "sha256 blobs/post+put/blob-post-put"));
+    assert!(
+        reason(&r, "sha256 blobs/post+put/blob-post-put").contains("expected status 201, got 200"),
+        "{}",
+        reason(&r, "sha256 blobs/post+put/blob-post-put")
+    );
     assert_eq!(r["apis"]["Blob post put"], "FAIL");
 }
 
@@ -47,7 +70,9 @@ fn missing_location_header_fails() {
     });
     let r = run_through(&proxy, "sha256 blobs/post+put");
     assert_eq!(status_of(&r, "sha256 blobs/post+put/blob-post-put"), "FAIL");
-    assert!(reason(&r, "sha256 blobs/post+put/blob-post-put").contains("header Location is missing"));
+    assert!(
+        reason(&r, "sha256 blobs/post+put/blob-post-put").contains("header Location is missing")
+    );
 }
 
 #[test]
@@ -56,12 +81,21 @@ fn corrupted_blob_body_fails_the_get() {
     // The push verifies its upload with a first GET; corrupt only the later GETs.
     let seen = std::sync::Mutex::new(std::collections::HashSet::new());
     let proxy = FakeServer::proxy(&reg.addr, move |req, mut resp| {
-        if req.method == "GET" && req.path.contains("/blobs/sha256:") && resp.status == 200 && !resp.body.is_empty() && !seen.lock().unwrap().insert(req.path.clone()) {
+        if req.method == "GET"
+            && req.path.contains("/blobs/sha256:")
+            && resp.status == 200
+            && !resp.body.is_empty()
+            && !seen.lock().unwrap().insert(req.path.clone())
+        {
             resp.body[0] ^= 0xff;
         }
         Action::Respond(resp)
     });
     let r = run_through(&proxy, "sha256 blobs/post+put");
     assert_eq!(status_of(&r, "sha256 blobs/post+put/blob-get"), "FAIL");
-    assert!(reason(&r, "sha256 blobs/post+put/blob-get").contains("body differs"), "{}", reason(&r, "sha256 blobs/post+put/blob-get"));
+    assert!(
+        reason(&r, "sha256 blobs/post+put/blob-get").contains("body differs"),
+        "{}",
+        reason(&r, "sha256 blobs/post+put/blob-get")
+    );
 }

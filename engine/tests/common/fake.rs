@@ -24,7 +24,10 @@ pub struct Req {
 impl Req {
     /// First value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -42,7 +45,11 @@ pub struct Resp {
 impl Resp {
     /// A status with a body.
     pub fn new(status: u16, body: &[u8]) -> Self {
-        Resp { status, headers: Vec::new(), body: body.to_vec() }
+        Resp {
+            status,
+            headers: Vec::new(),
+            body: body.to_vec(),
+        }
     }
 
     /// Adds a header.
@@ -59,7 +66,10 @@ impl Resp {
 
     /// First value of a header.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -111,20 +121,33 @@ impl FakeServer {
     }
 
     /// Starts a proxy to a real registry at `upstream`, letting `alter` change answers.
-    pub fn proxy(upstream: &str, alter: impl Fn(&Req, Resp) -> Action + Send + Sync + 'static) -> Self {
+    pub fn proxy(
+        upstream: &str,
+        alter: impl Fn(&Req, Resp) -> Action + Send + Sync + 'static,
+    ) -> Self {
         let upstream = upstream.to_string();
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().new_agent();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .new_agent();
         let me = Arc::new(Mutex::new(String::new()));
         let me2 = me.clone();
         let server = FakeServer::start(move |req| {
             let url = format!("http://{upstream}{}", req.path);
-            let mut b = ureq::http::Request::builder().method(req.method.as_str()).uri(&url);
+            let mut b = ureq::http::Request::builder()
+                .method(req.method.as_str())
+                .uri(&url);
             for (k, v) in &req.headers {
-                if !matches!(k.as_str(), "host" | "content-length" | "transfer-encoding" | "connection") {
+                if !matches!(
+                    k.as_str(),
+                    "host" | "content-length" | "transfer-encoding" | "connection"
+                ) {
                     b = b.header(k.as_str(), v.as_str());
                 }
             }
-            let has_body = !req.body.is_empty() || matches!(req.method.as_str(), "POST" | "PUT" | "PATCH");
+            let has_body =
+                !req.body.is_empty() || matches!(req.method.as_str(), "POST" | "PUT" | "PATCH");
             if has_body {
                 b = b.header("content-length", req.body.len().to_string());
             }
@@ -138,11 +161,32 @@ impl FakeServer {
             let headers = resp
                 .headers()
                 .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "content-length" | "transfer-encoding" | "connection"))
-                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).replace(&upstream, &me)))
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "content-length" | "transfer-encoding" | "connection"
+                    )
+                })
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).replace(&upstream, &me),
+                    )
+                })
                 .collect();
-            let body = if req.method == "HEAD" { Vec::new() } else { resp.into_body().read_to_vec().unwrap_or_default() };
-            alter(req, Resp { status, headers, body })
+            let body = if req.method == "HEAD" {
+                Vec::new()
+            } else {
+                resp.into_body().read_to_vec().unwrap_or_default()
+            };
+            alter(
+                req,
+                Resp {
+                    status,
+                    headers,
+                    body,
+                },
+            )
         });
         if let Ok(mut m) = me.lock() {
             *m = server.addr.clone();
@@ -168,7 +212,9 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut out = stream;
     loop {
-        let Some(req) = read_request(&mut reader) else { return };
+        let Some(req) = read_request(&mut reader) else {
+            return;
+        };
         if let Ok(mut s) = seen.lock() {
             s.push(req.clone());
         }
@@ -186,7 +232,11 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
                 return;
             }
             Action::CutBody(r, keep) => {
-                let mut head = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\n", r.status, r.body.len());
+                let mut head = format!(
+                    "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
+                    r.status,
+                    r.body.len()
+                );
                 for (k, v) in &r.headers {
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }
@@ -267,5 +317,10 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Req> {
         body.resize(n, 0);
         reader.read_exact(&mut body).ok()?;
     }
-    Some(Req { method, path, headers, body })
+    Some(Req {
+        method,
+        path,
+        headers,
+        body,
+    })
 }

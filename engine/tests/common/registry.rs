@@ -40,13 +40,19 @@ impl Registry {
             dir.join("data").display()
         );
         if let Some((cert, key)) = &opts.tls {
-            config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
         }
         if let Some(auth) = &opts.auth {
             config.push_str(auth);
         }
         let cfg_path = dir.join("config.yml");
-        std::fs::File::create(&cfg_path).and_then(|mut f| f.write_all(config.as_bytes())).expect("write registry config");
+        std::fs::File::create(&cfg_path)
+            .and_then(|mut f| f.write_all(config.as_bytes()))
+            .expect("write registry config");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg_path)
@@ -54,7 +60,11 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry is not installed: apt-get install -y docker-registry");
-        let reg = Registry { child, addr: format!("127.0.0.1:{port}"), dir };
+        let reg = Registry {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+        };
         wait_listening(port);
         reg
     }
@@ -63,7 +73,8 @@ impl Registry {
     pub fn ferro() -> Self {
         let dir = TempDir::new("ferro");
         let port = free_port();
-        let bin = which("ferro-oci-server").expect("ferro-oci-server is not installed: cargo install --locked ferro-oci-server");
+        let bin = which("ferro-oci-server")
+            .expect("ferro-oci-server is not installed: cargo install --locked ferro-oci-server");
         let child = Command::new(bin)
             .env("FERRO_OCI_LISTEN", format!("127.0.0.1:{port}"))
             .env("FERRO_OCI_STORAGE_DIR", dir.join("data"))
@@ -71,14 +82,22 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("start ferro-oci-server");
-        let reg = Registry { child, addr: format!("127.0.0.1:{port}"), dir };
+        let reg = Registry {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+        };
         wait_listening(port);
         reg
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
-        self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_default()
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -91,7 +110,9 @@ impl Drop for Registry {
 
 /// Finds a program on PATH or in ~/.cargo/bin.
 pub fn which(name: &str) -> Option<std::path::PathBuf> {
-    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(std::path::PathBuf::from(home).join(".cargo/bin"));
     }
