@@ -83,6 +83,8 @@ struct DatasetRefDef {
     requires: Option<Located<String>>,
     #[serde(default)]
     group: Option<String>,
+    #[serde(default)]
+    report: Option<bool>,
 }
 
 /// A loaded, compiled pack.
@@ -135,6 +137,8 @@ pub struct DatasetRef {
     pub requires: Option<Expr>,
     /// Which flow iterates it (`sets` by default).
     pub group: String,
+    /// Whether its display name appears in the `data` map (official data sets only).
+    pub report: bool,
     /// Where the reference is written.
     pub pos: Pos,
 }
@@ -337,6 +341,7 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
                 .as_ref()
                 .and_then(|r| Expr::new(&r.value, &r.pos).map_err(|e| diags.push(e)).ok()),
             group: d.group.clone().unwrap_or_else(|| "sets".into()),
+            report: d.report.unwrap_or(true),
             pos: d.use_.pos.clone(),
         });
     }

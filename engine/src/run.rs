@@ -691,9 +691,8 @@ impl Runner<'_> {
                     return Flow::Stop;
                 }
             }
-            if self.captures(&u.capture, &ctx, st).is_err()
-                || self.captures(&step.capture, &ctx, st).is_err()
-            {
+            // Only the alternative's own captures: the step's describe the expected answer.
+            if self.captures(&u.capture, &ctx, st).is_err() {
                 return Flow::Stop;
             }
             for s in &u.then {
@@ -708,11 +707,7 @@ impl Runner<'_> {
             match expect::status_set(&s.value, &ctx) {
                 Ok(codes) if !codes.contains(&resp.status) => {
                     let detail = error_detail(resp, json.as_ref().ok());
-                    let want = if codes.len() == 1 {
-                        codes[0].to_string()
-                    } else {
-                        format!("one of {codes:?}")
-                    };
+                    let want = describe_codes(&codes);
                     st.finding(
                         level,
                         format!(
@@ -795,6 +790,33 @@ impl CaseState {
             level,
             cleanup: false,
         }
+    }
+}
+
+/// Accepted codes for messages: "201", "one of [202, 404]", "4xx".
+fn describe_codes(codes: &[u16]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < codes.len() {
+        let c = codes[i];
+        if c % 100 == 0
+            && codes.len() >= i + 100
+            && codes[i..i + 100]
+                .iter()
+                .enumerate()
+                .all(|(k, x)| *x == c + k as u16)
+        {
+            parts.push(format!("{}xx", c / 100));
+            i += 100;
+        } else {
+            parts.push(c.to_string());
+            i += 1;
+        }
+    }
+    if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        format!("one of [{}]", parts.join(", "))
     }
 }
 

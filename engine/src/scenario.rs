@@ -196,6 +196,8 @@ struct BodyExpectDef {
     #[serde(default)]
     schema: Option<Located<String>>,
     #[serde(default)]
+    if_json: Option<bool>,
+    #[serde(default)]
     level: Option<Level>,
     #[serde(default)]
     req: Vec<String>,
@@ -466,6 +468,8 @@ pub struct BodyExpectSpec {
     pub json: Option<Vec<(String, MatcherSpec)>>,
     /// A JSON Schema file (in `schemas/`) the body must validate against.
     pub schema: Option<Located<String>>,
+    /// Apply `json`/`schema` only when the body is JSON (e.g. 4xx bodies MAY be any format).
+    pub if_json: bool,
     /// Level of the body checks.
     pub level: Option<Level>,
     /// Requirement ids.
@@ -920,6 +924,7 @@ fn expect_spec(def: &ExpectDef, diags: &mut Diagnostics) -> ExpectSpec {
                 matchers(diags, j)
             }),
             schema: b.schema.clone(),
+            if_json: b.if_json.unwrap_or(false),
             level: b.level,
             req: b.req.clone(),
             pos: b
