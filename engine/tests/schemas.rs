@@ -574,9 +574,26 @@ fn docs_format_md_documents_every_key() {
             missing.push(format!("no section marked {marker}"));
             continue;
         };
-        for p in properties(&schema_json(row.schema), row.pointer) {
+        let doc = schema_json(row.schema);
+        for p in properties(&doc, row.pointer) {
             if !section.contains(&format!("`{p}`")) {
                 missing.push(format!("{marker}: `{p}`"));
+                continue;
+            }
+            // The key's table row carries the schema's description, so tooltips and the
+            // reference say the same thing.
+            let description = doc.pointer(row.pointer).expect("object")["properties"][&p]
+                ["description"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('|', "\\|");
+            let in_table = section
+                .lines()
+                .any(|l| l.starts_with(&format!("| `{p}` |")) && l.contains(&description));
+            if !in_table {
+                missing.push(format!(
+                    "{marker}: a `| `{p}` |` row saying \"{description}\""
+                ));
             }
         }
     }
