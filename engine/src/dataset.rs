@@ -308,7 +308,7 @@ fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec,
         }
         Some(_) => {
             diags.push(Diagnostic::new(
-                node.pos.clone(),
+                node.get("for_each").unwrap_or(node).pos.clone(),
                 "`for_each` takes exactly one `name: expression` entry",
             ));
             None

@@ -592,13 +592,14 @@ fn values(diags: &mut Diagnostics, m: &IndexMap<String, Raw>) -> Vec<(String, Va
 fn for_each(
     diags: &mut Diagnostics,
     m: &Option<IndexMap<String, Located<String>>>,
-    pos: &Pos,
+    node: &Node,
 ) -> Option<(String, Expr)> {
     let m = m.as_ref()?;
     if m.len() != 1 {
+        let at = node.get("for_each").unwrap_or(node);
         diags.push(
             Diagnostic::new(
-                pos.clone(),
+                at.pos.clone(),
                 "`for_each` takes exactly one `name: expression` entry",
             )
             .with_hint("for example `for_each: { blob: dataset.blobs }`"),
@@ -737,7 +738,7 @@ fn node_spec(
         skip_unless: def.skip_unless.as_ref().and_then(|w| expr(diags, w)),
         skip_reason: def.skip_reason.as_ref().and_then(|w| tmpl(diags, w)),
         requires: def.requires.as_ref().and_then(|w| expr(diags, w)),
-        for_each: for_each(diags, &def.for_each, &node.pos),
+        for_each: for_each(diags, &def.for_each, node),
         vars: values(diags, &def.vars),
         data: def.data.as_ref().and_then(|d| tmpl(diags, d)),
         api,
@@ -794,7 +795,7 @@ fn step_spec(node: &Node, diags: &mut Diagnostics) -> Option<StepSpec> {
         name: def.name.as_ref().and_then(|n| tmpl(diags, n)),
         pos,
         when: def.when.as_ref().and_then(|w| expr(diags, w)),
-        for_each: for_each(diags, &def.for_each, &node.pos),
+        for_each: for_each(diags, &def.for_each, node),
         set: values(diags, &def.set),
         request,
         expect,
@@ -908,11 +909,11 @@ fn expect_spec(def: &ExpectDef, diags: &mut Diagnostics) -> ExpectSpec {
             empty: b.empty,
             text: b.text.as_ref().and_then(|c| tmpl(diags, c)),
             json: b.json.as_ref().map(|j| {
-                for k in j.keys() {
+                for (k, v) in j {
                     if !(k.is_empty() || k.starts_with('/')) {
                         diags.push(
                             Diagnostic::new(
-                                Pos::default(),
+                                v.0.pos.clone(),
                                 format!("JSON pointer `{k}` must start with `/`"),
                             )
                             .with_hint(
