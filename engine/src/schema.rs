@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(found[0], "2:11 expected true or false, found `sometimes`");
         assert!(
             found[1].starts_with(
-                "5:22 expected a status code, a list of codes or a template, found a mapping"
+                "5:22 expected a status code, a class (4xx), a list or a template, found a mapping"
             ),
             "{found:?}"
         );
