@@ -279,6 +279,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         base: config.base_url(),
         observer: &progress,
         resources: &resources,
+        every_response: pack.every_response.as_ref(),
     };
     let root = runner.run(&plan);
     let leftovers = runner.clean_up();

@@ -783,6 +783,39 @@ fn host_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `Link` header values (RFC 8288) as `(rel, target)` pairs, e.g. `<url>; rel="next"`.
+/// Targets are returned as written; a link without `rel` is left out.
+pub fn parse_links(values: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for value in values {
+        let mut rest = *value;
+        while let Some(start) = rest.find('<') {
+            let Some(end) = rest[start..].find('>') else {
+                break;
+            };
+            let target = rest[start + 1..start + end].trim().to_string();
+            let after = &rest[start + end + 1..];
+            let params_end = after
+                .find(",")
+                .filter(|i| !after[..*i].contains('<'))
+                .map_or(after.len(), |i| i);
+            let next_link = after.find('<').unwrap_or(after.len());
+            let params = &after[..params_end.min(next_link)];
+            for p in params.split(';') {
+                if let Some((k, v)) = p.split_once('=') {
+                    if k.trim().eq_ignore_ascii_case("rel") {
+                        for rel in v.trim().trim_matches('"').split_whitespace() {
+                            out.push((rel.to_ascii_lowercase(), target.clone()));
+                        }
+                    }
+                }
+            }
+            rest = &after[next_link..];
+        }
+    }
+    out
+}
+
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, PartialEq)]
 pub struct Challenge {
@@ -968,6 +1001,19 @@ mod tests {
             scopes_for("GET", "http://h/v2/x/blobs/y/manifests/t"),
             vec!["repository:x/blobs/y:pull"]
         );
+    }
+
+    #[test]
+    fn parses_link_headers() {
+        let l = parse_links(&[r#"</v2/r/tags/list?n=2&last=b>; rel="next""#]);
+        assert_eq!(
+            l,
+            vec![("next".to_string(), "/v2/r/tags/list?n=2&last=b".to_string())]
+        );
+        let l = parse_links(&[r#"<a>; rel=prev, <b>; rel="next last""#]);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[1], ("next".to_string(), "b".to_string()));
+        assert!(parse_links(&["<x>; title=none"]).is_empty());
     }
 
     #[test]

@@ -48,6 +48,8 @@ struct PackDef {
     vars: IndexMap<String, Raw>,
     #[serde(default)]
     schemas: Option<String>,
+    #[serde(default)]
+    every_response: Option<Raw>,
     items: Raw,
 }
 
@@ -116,6 +118,8 @@ pub struct Pack {
     pub root: NodeSpec,
     /// Where JSON Schemas for `expect.body.schema` live.
     pub schemas_dir: PathBuf,
+    /// Checks applied to every answer of the run (e.g. the Warning header rules).
+    pub every_response: Option<crate::scenario::ExpectSpec>,
     /// Every file the pack reads.
     pub files: Vec<PathBuf>,
     /// A digest over all those files, so results name the exact pack content.
@@ -397,6 +401,16 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
             None
         }
     };
+    let every_response = match &def.every_response {
+        Some(raw) => match scenario::compile_expect(&raw.0) {
+            Ok(e) => Some(e),
+            Err(d) => {
+                diags.0.extend(d.0);
+                None
+            }
+        },
+        None => None,
+    };
     diags.0.extend(loader.diags.0.drain(..));
     let Some(root) = root.filter(|_| diags.is_empty()) else {
         return Err(diags);
@@ -422,6 +436,7 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         vars,
         root,
         schemas_dir,
+        every_response,
         files: loader.files.clone(),
         digest,
     })

@@ -83,6 +83,8 @@ pub struct Runner<'a> {
     pub observer: &'a dyn Observer,
     /// What the run created, for the final cleanup.
     pub resources: &'a Resources,
+    /// Checks every answer must pass, whatever the step (the pack's `everyResponse`).
+    pub every_response: Option<&'a crate::scenario::ExpectSpec>,
 }
 
 /// Whether a step sequence goes on.
@@ -344,21 +346,14 @@ impl Runner<'_> {
     }
 
     fn step(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
-        let ctx = frame.context();
-        if let Some(w) = &step.when {
-            match w.truthy(&ctx) {
-                Ok(true) => {}
-                Ok(false) => return Flow::Continue,
-                Err(d) => {
-                    st.scenario_error(&d);
-                    return Flow::Stop;
-                }
-            }
-        }
         let Some((var, list)) = &step.for_each else {
-            return self.step_body(step, frame, st);
+            return match self.holds(step, frame, st) {
+                Some(true) => self.step_body(step, frame, st),
+                Some(false) => Flow::Continue,
+                None => Flow::Stop,
+            };
         };
-        let items = match list.eval(&ctx) {
+        let items = match list.eval(&frame.context()) {
             Ok(v) => v,
             Err(d) => {
                 st.scenario_error(&d);
@@ -372,13 +367,34 @@ impl Runner<'_> {
             ));
             return Flow::Stop;
         };
+        // With a loop, `when` is checked for each item, after earlier items ran.
         for item in iter {
             let f = Scope::child(frame, [(var.clone(), item)].into_iter().collect());
-            if self.step_body(step, &f, st) == Flow::Stop {
-                return Flow::Stop;
+            match self.holds(step, &f, st) {
+                Some(true) => {
+                    if self.step_body(step, &f, st) == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                }
+                Some(false) => {}
+                None => return Flow::Stop,
             }
         }
         Flow::Continue
+    }
+
+    /// Evaluates a step's `when` (None: the condition itself failed, which stops the case).
+    fn holds(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Option<bool> {
+        let Some(w) = &step.when else {
+            return Some(true);
+        };
+        match w.truthy(&frame.context()) {
+            Ok(b) => Some(b),
+            Err(d) => {
+                st.scenario_error(&d);
+                None
+            }
+        }
     }
 
     fn step_body(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
@@ -750,6 +766,23 @@ impl Runner<'_> {
                 return Flow::Stop;
             }
         }
+        if let Some(every) = self.every_response {
+            let env = CheckEnv {
+                ctx: &ctx,
+                store: self.store,
+                schemas: self.schemas,
+                level: Level::Must,
+                req: &[],
+            };
+            match expect::check(every, Some(resp), Some(&json), &env) {
+                Ok(checks) => {
+                    for c in checks.into_iter().filter(|c| !c.ok) {
+                        st.finding(c.level, format!("{what}: {}", c.message), &c.pos, c.req);
+                    }
+                }
+                Err(d) => st.scenario_error(&d),
+            }
+        }
         if self.captures(&step.capture, &ctx, st).is_err() {
             return Flow::Stop;
         }
@@ -877,6 +910,7 @@ fn response_frame(
             .push(v.clone());
     }
     let location = resp.header("location").map(|l| resolve_url(&resp.url, l));
+    let links = crate::http::parse_links(&resp.header_all("link"));
     let text = if resp.body_complete() {
         std::str::from_utf8(&resp.body).ok().map(String::from)
     } else {
@@ -884,6 +918,14 @@ fn response_frame(
     };
     let value = map_value([
         ("status", Value::from(resp.status)),
+        (
+            "links",
+            map_value(
+                links
+                    .into_iter()
+                    .map(|(rel, target)| (rel, Value::from(resolve_url(&resp.url, &target)))),
+            ),
+        ),
         ("url", Value::from(resp.url.as_str())),
         (
             "headers",

@@ -539,6 +539,17 @@ pub struct UnsupportedSpec {
     pub capture: Vec<(String, ValueTmpl)>,
 }
 
+/// Compiles a standalone `expect` block (the pack's `every_response`).
+pub fn compile_expect(node: &Node) -> Result<ExpectSpec, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let def: Option<ExpectDef> = ok(&mut diags, from_node(node));
+    let spec = def.map(|d| expect_spec(&d, &mut diags));
+    match spec {
+        Some(s) if diags.is_empty() => Ok(s),
+        _ => Err(diags),
+    }
+}
+
 /// Resolves `use:` paths to compiled nodes (implemented by the pack loader).
 pub trait Resolver {
     /// Loads the node `path` refers to, relative to the file at `from`.

@@ -165,7 +165,9 @@ thread_local! {
 pub fn parse(path: &Path, text: &str) -> Result<Node, Diagnostic> {
     let file = Arc::new(path.to_path_buf());
     CURRENT_FILE.with(|c| *c.borrow_mut() = Some(file.clone()));
-    let result = serde_saphyr::from_str::<Node>(text);
+    // YAML 1.2 booleans only: `n`, `y`, `yes`, `on` stay strings (a query key `n` is a key).
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let result = serde_saphyr::from_str_with_options::<Node>(text, options);
     CURRENT_FILE.with(|c| *c.borrow_mut() = None);
     match result {
         Ok(node) => Ok(node),
@@ -309,6 +311,12 @@ mod tests {
             n.get("codes").unwrap().key_pos("200").map(|p| p.col),
             Some(3)
         );
+    }
+
+    #[test]
+    fn only_yaml_1_2_booleans() {
+        let n = parse(Path::new("b.yaml"), "n: 1\ny: yes\nz: true\n").unwrap();
+        assert_eq!(n.to_json().to_string(), r#"{"n":1,"y":"yes","z":true}"#);
     }
 
     #[test]
