@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn booleans_are_named_as_such() {
-        let found = check(FileKind::Scenario, "name: yes\nitems: []\n");
+        let found = check(FileKind::Scenario, "name: true\nitems: []\n");
         assert_eq!(found, ["1:7 expected a string, found the boolean `true`"]);
     }
 
