@@ -1,8 +1,11 @@
 //! Reporters: they read a [`RunResult`](crate::results::RunResult) and write files or text.
 //! None of them sends requests or re-decides a status.
 
+pub mod bodies;
 pub mod console;
+pub mod curl;
 pub mod junit;
+pub mod spec_links;
 pub mod yaml;
 
 use std::path::Path;
