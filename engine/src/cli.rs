@@ -52,7 +52,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the conformance tests against a registry and write results.yaml and junit.xml.
+    /// Run the conformance tests against a registry; write results.yaml, junit.xml, report.html.
     Run(RunArgs),
     /// Print the test plan (what `run` would do) without sending anything.
     List(ConfigArgs),
@@ -301,20 +301,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         parallel: config.parallel,
     };
     let dir = PathBuf::from(&config.results_dir);
-    let written = report::write(
-        &dir,
-        "results.yaml",
-        &report::yaml::render(&result),
-        &redactor,
-    )
-    .and_then(|()| {
-        report::write(
-            &dir,
-            "junit.xml",
-            &report::junit::render(&result),
-            &redactor,
-        )
-    });
+    let written = report::write_all(&dir, &result, &redactor);
     println!(
         "{}",
         redactor.scrub(&report::console::summary(&result, color))
@@ -323,7 +310,11 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         eprintln!("error: cannot write results to {}: {e}", dir.display());
         return Ok(EXIT_RUNTIME);
     }
-    eprintln!("Results written to {}", dir.display());
+    eprintln!(
+        "Results written to {}: {}",
+        dir.display(),
+        report::FILES.join(", ")
+    );
     let status = result.status();
     Ok(if status == Status::Error {
         EXIT_RUNTIME
