@@ -17,11 +17,12 @@ use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::expect::Schemas;
 use crate::http::{Client, ClientConfig};
 use crate::pack::{self, Pack};
-use crate::plan::{self, PlanKind, PlanNode};
+use crate::plan::{self, PlanKind};
 use crate::redact::{Redactor, Secret};
 use crate::report;
+use crate::report::progress::{Mode, Progress};
 use crate::results::{roll_up_apis, roll_up_data, RunResult, Status};
-use crate::run::{Observer, Runner};
+use crate::run::Runner;
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -252,15 +253,14 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     let schemas = Schemas::new(&pack.schemas_dir);
     let total = plan.root.case_count();
     let tty = std::io::stderr().is_terminal();
-    let color = tty && std::env::var_os("NO_COLOR").is_none();
-    let progress = Progress {
-        total,
-        done: std::sync::atomic::AtomicUsize::new(0),
-        tty,
-        quiet: args.quiet,
-        verbose: args.verbose,
-        redactor: redactor.clone(),
+    let mode = if args.quiet {
+        Mode::Quiet
+    } else if tty {
+        Mode::Live
+    } else {
+        Mode::Lines
     };
+    let progress = Progress::new(total, mode, args.verbose, colors(tty), redactor.clone());
     if !args.quiet {
         eprintln!(
             "oci-conform {} · spec {} · {} · {total} tests · seed {seed}",
@@ -279,9 +279,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         observer: &progress,
     };
     let root = runner.run(&plan);
-    if tty && !args.quiet {
-        eprint!("\r\x1b[2K");
-    }
+    progress.finish();
     let cases = root.cases();
     let result = RunResult {
         apis: roll_up_apis(&plan.apis, &cases),
@@ -304,17 +302,22 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     let written = report::write_all(&dir, &result, &redactor);
     println!(
         "{}",
-        redactor.scrub(&report::console::summary(&result, color))
+        redactor.scrub(&report::console::summary(
+            &result,
+            colors(std::io::stdout().is_terminal())
+        ))
     );
     if let Err(e) = written {
         eprintln!("error: cannot write results to {}: {e}", dir.display());
         return Ok(EXIT_RUNTIME);
     }
-    eprintln!(
-        "Results written to {}: {}",
-        dir.display(),
-        report::FILES.join(", ")
-    );
+    if !args.quiet {
+        eprintln!(
+            "Results written to {}: {}",
+            dir.display(),
+            report::FILES.join(", ")
+        );
+    }
     let status = result.status();
     Ok(if status == Status::Error {
         EXIT_RUNTIME
@@ -325,39 +328,9 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     })
 }
 
-struct Progress {
-    total: usize,
-    done: std::sync::atomic::AtomicUsize,
-    tty: bool,
-    quiet: bool,
-    verbose: bool,
-    redactor: Redactor,
-}
-
-impl Observer for Progress {
-    fn group_started(&self, node: &PlanNode<'_>) {
-        if self.tty && !self.quiet {
-            let done = self.done.load(std::sync::atomic::Ordering::Relaxed);
-            eprint!("\r\x1b[2K[{done}/{}] {}", self.total, node.id);
-        }
-    }
-
-    fn case_finished(&self, case: &crate::results::CaseResult) {
-        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if self.quiet {
-            return;
-        }
-        if self.verbose {
-            for e in &case.exchanges {
-                eprintln!("{}", self.redactor.scrub(&report::console::exchange(e)));
-            }
-        }
-        if self.tty {
-            eprint!("\r\x1b[2K[{done}/{}] {}", self.total, case.id);
-        } else if matches!(case.status, Status::Fail | Status::Error) || self.verbose {
-            eprintln!("[{done}/{}] {} {}", self.total, case.status, case.id);
-        }
-    }
+/// Colours on a terminal unless `NO_COLOR` is set (to anything but the empty string).
+fn colors(tty: bool) -> bool {
+    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn now_rfc3339() -> String {

@@ -8,6 +8,7 @@ pub mod curl;
 mod fixtures;
 pub mod html;
 pub mod junit;
+pub mod progress;
 pub mod spec_links;
 pub mod yaml;
 
