@@ -1,4 +1,4 @@
-//! The command line: `run`, `list`, `lint` (and `compare`).
+//! The command line: `run`, `list`, `lint` and `compare`.
 //!
 //! Exit codes: 0 = no FAIL and no Error; 2 = bad input (flags, configuration, scenario or
 //! dataset files); 3 = runtime error (an Error result, or outputs could not be written);
@@ -41,7 +41,7 @@ Exit codes:
   0  no FAIL and no Error
   2  bad input (flags, configuration, scenario or dataset files)
   3  runtime error (an Error result, or outputs could not be written)
-  4  conformance failure (at least one FAIL)";
+  4  conformance failure (at least one FAIL); for `compare`: something regressed";
 
 /// Conformance tests for the OCI Distribution Spec, written as YAML scenarios.
 #[derive(Parser, Debug)]
@@ -59,6 +59,16 @@ enum Command {
     List(ConfigArgs),
     /// Check scenario, dataset and pack files: schema, keys, templates; errors as file:line:col.
     Lint(LintArgs),
+    /// Show what changed between two results.yaml files, regressions first (exit 4 if any).
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// The earlier results.yaml (oci-conform's or the official suite's).
+    old: PathBuf,
+    /// The later results.yaml.
+    new: PathBuf,
 }
 
 /// Flags that feed the configuration.
@@ -142,6 +152,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run(&args, &env),
         Command::List(args) => list(&args, &env),
         Command::Lint(args) => lint(&args),
+        Command::Compare(args) => Ok(compare(&args)),
     };
     match result {
         Ok(code) => code,
@@ -432,6 +443,28 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
         eprint!("{}", diags.render());
         eprintln!("{} problem(s) found", diags.0.len());
         Ok(EXIT_BAD_INPUT)
+    }
+}
+
+fn compare(args: &CompareArgs) -> i32 {
+    let loaded = report::compare::load(&args.old)
+        .and_then(|old| report::compare::load(&args.new).map(|new| (old, new)));
+    let (old, new) = match loaded {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let c = report::compare::compare(&old, &new);
+    print!(
+        "{}",
+        report::compare::render(&c, &old, &new, colors(std::io::stdout().is_terminal()))
+    );
+    if c.regressions() > 0 {
+        EXIT_FAIL
+    } else {
+        EXIT_OK
     }
 }
 

@@ -2,6 +2,7 @@
 //! None of them sends requests or re-decides a status.
 
 pub mod bodies;
+pub mod compare;
 pub mod console;
 pub mod curl;
 #[cfg(test)]
