@@ -4,8 +4,8 @@
 //! are read; APIs and data sets are compared by name, tests by id when both files have them.
 //! Statuses keep the official order Unknown < Disabled < Skip < Pass < FAIL < Error: a change
 //! is a **regression** when it moves up to FAIL/Error or away from Pass, an **improvement**
-//! when it leaves FAIL/Error or reaches Pass, and any other change (Skip ↔ Disabled,
-//! Error → FAIL) is listed as such.
+//! when it leaves FAIL/Error for a verdict or reaches Pass, and any other change (Skip ↔
+//! Disabled, Error → FAIL, FAIL → Unknown i.e. not run) is listed as such.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -91,6 +91,9 @@ pub fn classify(old: Status, new: Status) -> Option<Kind> {
         None
     } else if (failing(new) && new > old) || (old == Status::Pass && new < Status::Pass) {
         Some(Kind::Regression)
+    } else if new == Status::Unknown {
+        // Not run in NEW: no verdict, so not an improvement either.
+        Some(Kind::Change)
     } else if (failing(old) && !failing(new)) || new == Status::Pass {
         Some(Kind::Improvement)
     } else {
@@ -319,6 +322,9 @@ mod tests {
         assert_eq!(k(Skip, Pass), Some(Kind::Improvement));
         assert_eq!(k(Skip, Disabled), Some(Kind::Change));
         assert_eq!(k(Error, Fail), Some(Kind::Change));
+        assert_eq!(k(Fail, Unknown), Some(Kind::Change));
+        assert_eq!(k(Pass, Unknown), Some(Kind::Regression));
+        assert_eq!(k(Unknown, Pass), Some(Kind::Improvement));
         assert_eq!(k(Pass, Pass), None);
     }
 
