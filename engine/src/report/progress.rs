@@ -168,6 +168,18 @@ impl Observer for Progress {
         if self.mode == Mode::Quiet {
             return;
         }
+        if self.mode == Mode::Live {
+            // The group of the test just done: right again once a nested group has ended.
+            if let Ok(mut c) = self.current.lock() {
+                let group = case
+                    .id
+                    .rsplit_once('/')
+                    .map_or(case.id.as_str(), |(g, _)| g);
+                if *c != group {
+                    *c = group.to_string();
+                }
+            }
+        }
         let mut text = String::new();
         if self.verbose {
             text.push_str(&format!(
