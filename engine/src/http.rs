@@ -73,7 +73,8 @@ impl ReqBody {
         self.len() == 0
     }
 
-    fn reader(&self) -> Box<dyn Read + Send> {
+    /// A reader over the bytes this body sends.
+    pub fn reader(&self) -> Box<dyn Read + Send> {
         match self {
             ReqBody::None => Box::new(std::io::empty()),
             ReqBody::Bytes(b) => Box::new(std::io::Cursor::new(b.as_ref().clone())),
@@ -263,6 +264,9 @@ pub struct Exchange {
     /// Why the engine sent it (redirect, token request), when not the scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The body as sent (shared, not copied), so reports can write it out for reproduction.
+    #[serde(skip)]
+    pub sent_body: ReqBody,
 }
 
 /// A transport failure.
@@ -441,6 +445,7 @@ impl Client {
             request_body: body.summary(),
             chunked,
             note: note.map(String::from),
+            sent_body: body.clone(),
             ..Exchange::default()
         };
         let mut builder = http::Request::builder().method(method).uri(url);
