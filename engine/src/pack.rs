@@ -314,7 +314,7 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
     let dir = normalize(&absolute(dir));
     let file = dir.join("pack.yaml");
     loader.note(&file, FileKind::Pack);
-    let node = yaml::load(&file).map_err(Diagnostics::from)?;
+    let node = resolve_extends(yaml::load(&file).map_err(Diagnostics::from)?, loader, 0)?;
     let def: PackDef = from_node(&node).map_err(Diagnostics::from)?;
     let mut diags = Diagnostics::default();
     if def.schema_version.is_some_and(|v| v != 1) {
@@ -445,6 +445,74 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
 /// The schemas folder of the pack in `dir`: its `schemas:` entry, else `../../schemas`.
 pub fn schemas_dir(dir: &Path, declared: Option<&str>) -> PathBuf {
     normalize(&dir.join(declared.unwrap_or("../../schemas")))
+}
+
+/// Applies `extends: ../1.1/pack.yaml`: the base pack's keys, with this file's keys on top
+/// (`defaults` and `vars` merged key by key, everything else replaced). Paths inside the base
+/// stay relative to the base file, since every node remembers the file it came from.
+fn resolve_extends(node: Node, loader: &mut Loader, depth: usize) -> Result<Node, Diagnostics> {
+    let Some(ext) = node.get("extends").cloned() else {
+        return Ok(node);
+    };
+    let Some(path) = ext.as_str() else {
+        return Err(Diagnostic::new(
+            ext.pos.clone(),
+            "`extends` is the path of another pack.yaml",
+        )
+        .into());
+    };
+    if depth > 8 {
+        return Err(Diagnostic::new(ext.pos.clone(), "`extends` chain too long (a cycle?)").into());
+    }
+    let base_file = loader.path_from(path, &ext.pos);
+    if !base_file.exists() {
+        return Err(Diagnostic::new(
+            ext.pos.clone(),
+            format!("no such file: {}", crate::diag::display_path(&base_file)),
+        )
+        .into());
+    }
+    loader.note(&base_file, FileKind::Pack);
+    let base = resolve_extends(yaml::load(&base_file)?, loader, depth + 1)?;
+    let (Y::Map(mut entries), Y::Map(over)) = (base.value, node.value) else {
+        return Err(Diagnostic::new(node.pos, "a pack file is a mapping").into());
+    };
+    for (k, v) in over {
+        let key = k.scalar_text();
+        if key == "extends" {
+            continue;
+        }
+        match entries.iter_mut().find(|(bk, _)| bk.scalar_text() == key) {
+            Some((_, slot)) if matches!(key.as_str(), "defaults" | "vars") => merge_nodes(slot, v),
+            Some(entry) => *entry = (k, v),
+            None => entries.push((k, v)),
+        }
+    }
+    Ok(Node {
+        value: Y::Map(entries),
+        pos: node.pos,
+    })
+}
+
+/// Deep-merges mapping `over` into `base` (other values replace).
+fn merge_nodes(base: &mut Node, over: Node) {
+    match (&mut base.value, over.value) {
+        (Y::Map(b), Y::Map(o)) => {
+            for (k, v) in o {
+                match b
+                    .iter_mut()
+                    .find(|(bk, _)| bk.scalar_text() == k.scalar_text())
+                {
+                    Some((_, slot)) => merge_nodes(slot, v),
+                    None => b.push((k, v)),
+                }
+            }
+        }
+        (_, value) => {
+            base.value = value;
+            base.pos = over.pos;
+        }
+    }
 }
 
 fn files_digest(files: &[PathBuf]) -> String {
