@@ -479,12 +479,20 @@ impl Client {
                 )
             })
             .collect();
-        let result = match builder.body(ureq::SendBody::from_owned_reader(body.reader())) {
+        // A request without a body is sent without one: a reader body, even empty, would go
+        // out chunked, and a server that does not read bodies on GET may then close the
+        // connection with an RST that destroys the answer before it is read.
+        let sent = if body.is_empty() && !chunked {
+            builder.body(()).map(|r| self.agent.run(r))
+        } else {
+            builder
+                .body(ureq::SendBody::from_owned_reader(body.reader()))
+                .map(|r| self.agent.run(r))
+        };
+        let result = match sent {
             Err(e) => Err(HttpError::Request(e.to_string())),
-            Ok(request) => match self.agent.run(request) {
-                Err(e) => Err(self.map_error(e)),
-                Ok(resp) => Ok(self.read(resp, url, method, recv, start)),
-            },
+            Ok(Err(e)) => Err(self.map_error(e)),
+            Ok(Ok(resp)) => Ok(self.read(resp, url, method, recv, start)),
         };
         ex.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
         match &result {
