@@ -56,7 +56,7 @@ enum Command {
     /// Run the conformance tests against a registry; write results.yaml, junit.xml, report.html.
     Run(RunArgs),
     /// Print the test plan (what `run` would do) without sending anything.
-    List(ConfigArgs),
+    List(ListArgs),
     /// Check scenario, dataset and pack files: schema, keys, templates; errors as file:line:col.
     Lint(LintArgs),
     /// Show what changed between two results.yaml files, regressions first (exit 4 if any).
@@ -122,6 +122,16 @@ struct RunArgs {
     /// Print every request and answer (credentials masked).
     #[arg(short, long)]
     verbose: bool,
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Also show what may run at the same time (‖ lane of a parallel batch) and the
+    /// exclusive keys each node holds.
+    #[arg(long)]
+    schedule: bool,
 }
 
 #[derive(Args, Debug)]
@@ -257,6 +267,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
             username: config.username.clone(),
             password: Secret::new(config.password.clone()),
             cache_auth: config.cache_auth,
+            connections: usize::try_from(config.parallel).unwrap_or(usize::MAX),
         },
         redactor.clone(),
     )
@@ -291,6 +302,9 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         observer: &progress,
         resources: &resources,
         every_response: pack.every_response.as_ref(),
+        parallel: usize::try_from(config.parallel)
+            .unwrap_or(usize::MAX)
+            .max(1),
     };
     let root = runner.run(&plan);
     let leftovers = runner.clean_up();
@@ -372,19 +386,31 @@ fn now_rfc3339() -> String {
     )
 }
 
-fn list(args: &ConfigArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
+fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
     let Loaded {
         pack,
         config,
         filters,
-    } = load(args, env, &[])?;
+    } = load(&args.config, env, &[])?;
     let plan = plan::build(&pack, &config, &filters, config.seed.unwrap_or(1))?;
     let mut out = String::new();
     plan.root.walk(&mut |n, depth| {
-        let indent = "  ".repeat(depth);
+        let mut indent = "  ".repeat(depth);
+        if args.schedule && !n.lanes.is_empty() && depth > 0 {
+            // A lane of a concurrent batch: `‖` replaces the last indent step.
+            indent.truncate(indent.len() - 2);
+            indent.push_str("‖ ");
+        }
+        let mut keys = String::new();
+        if args.schedule && !n.exclusive.is_empty() {
+            keys.push_str(&format!("  ⟂ {}", n.exclusive.join(" ")));
+        }
+        if args.schedule && !n.shared.is_empty() {
+            keys.push_str(&format!("  ⟂ shared {}", n.shared.join(" ")));
+        }
         match &n.kind {
             PlanKind::Group { .. } => out.push_str(&format!(
-                "{indent}{} ({} tests)\n",
+                "{indent}{} ({} tests){keys}\n",
                 if n.id.is_empty() { &n.name } else { &n.id },
                 n.case_count()
             )),
@@ -399,6 +425,7 @@ fn list(args: &ConfigArgs, env: &IndexMap<String, String>) -> Result<i32, Diagno
                 if !n.when.is_empty() {
                     line.push_str("  (conditional)");
                 }
+                line.push_str(&keys);
                 out.push_str(&line);
                 out.push('\n');
             }

@@ -43,6 +43,9 @@ pub struct ClientConfig {
     pub password: Secret,
     /// Whether bearer tokens are reused per scope.
     pub cache_auth: bool,
+    /// Requests that may be in flight at once (parallel runs); the pool keeps that many
+    /// connections open.
+    pub connections: usize,
 }
 
 /// A request body.
@@ -338,8 +341,8 @@ impl Client {
             .timeout_await_100(Some(Duration::from_secs(1)))
             .user_agent(format!("oci-conform/{}", env!("CARGO_PKG_VERSION")))
             .accept("")
-            .max_idle_connections_per_host(64)
-            .max_idle_connections(64);
+            .max_idle_connections_per_host(cfg.connections.max(64))
+            .max_idle_connections(cfg.connections.max(64));
         builder = builder.tls_config(tls_config(&cfg)?);
         Ok(Client {
             agent: builder.build().new_agent(),

@@ -19,6 +19,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;
+pub mod schedule;
 pub mod schema;
 pub mod template;
 pub mod yaml;

@@ -53,10 +53,31 @@ pub struct PlanNode<'p> {
     pub when: Vec<&'p Expr>,
     /// Run-time conditions: when one is false, the node's cases are recorded as Skip.
     pub skip_unless: Vec<(&'p Expr, Option<&'p Tmpl>)>,
-    /// Exclusive resource keys.
+    /// Keys of shared resources: a node holding a key starts only after every earlier node
+    /// (in plan order) holding it has finished, its ancestors excepted.
     pub exclusive: Vec<String>,
+    /// Keys of shared resources the node only reads: it waits only for earlier exclusive
+    /// holders, and runs alongside other readers.
+    pub shared: Vec<String>,
+    /// The concurrent batches this node belongs to among its parent group's children,
+    /// outermost first (empty: the node runs in sequence with its siblings).
+    pub lanes: Vec<Lane>,
+    /// Position in a pre-order walk of the plan (the root is 0).
+    pub order: usize,
+    /// Position of the last node of this node's subtree (itself for a case).
+    pub last: usize,
     /// Group or case.
     pub kind: PlanKind<'p>,
+}
+
+/// Where a node runs inside a concurrent batch of its siblings: the siblings of one batch run
+/// at the same time, one lane each; the nodes of a lane run one after the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    /// The batch (unique in the plan).
+    pub batch: u32,
+    /// The lane inside the batch (unique in the plan).
+    pub lane: u32,
 }
 
 /// What a planned node is.
@@ -132,6 +153,7 @@ struct Site<'p> {
     req: Vec<String>,
     level: Option<Level>,
     exclusive: Vec<String>,
+    shared: Vec<String>,
     summary: Option<String>,
     note: Option<String>,
     pos: Option<Pos>,
@@ -149,8 +171,14 @@ struct Parent<'a> {
 struct Planner<'p> {
     disabled_apis: HashMap<String, String>,
     filters: Vec<String>,
+    /// Last batch or lane id handed out.
+    lane_ids: std::cell::Cell<u32>,
     _p: std::marker::PhantomData<&'p ()>,
 }
+
+/// The nodes one expansion of a scenario node yields (one `for_each` item): a unit that a
+/// parallel group runs as one lane.
+type Unit<'p> = Vec<PlanNode<'p>>;
 
 /// Builds the plan: generates the data sets, then expands the tree.
 pub fn build<'p>(
@@ -259,6 +287,7 @@ pub fn build<'p>(
             .map(|f| normalize_filter(f, &pack.name))
             .filter(|f| !f.is_empty())
             .collect(),
+        lane_ids: std::cell::Cell::new(0),
         _p: std::marker::PhantomData,
     };
     let parent = Parent {
@@ -268,7 +297,11 @@ pub fn build<'p>(
         data: None,
         level: Level::Must,
     };
-    let mut nodes = planner.expand(&pack.root, &scope, &parent, Site::default(), true)?;
+    let mut nodes: Vec<PlanNode<'p>> = planner
+        .expand(&pack.root, &scope, &parent, Site::default(), true)?
+        .into_iter()
+        .flatten()
+        .collect();
     if nodes.len() != 1 {
         return Err(Diagnostic::new(
             pack.root.pos.clone(),
@@ -277,6 +310,8 @@ pub fn build<'p>(
     }
     let mut root = nodes.remove(0);
     root.id = String::new();
+    root.lanes.clear();
+    number(&mut root, 0);
     Ok(Plan {
         root,
         scope,
@@ -337,7 +372,7 @@ impl<'p> Planner<'p> {
         parent: &Parent<'_>,
         site: Site<'p>,
         filtered: bool,
-    ) -> Result<Vec<PlanNode<'p>>, Diagnostic> {
+    ) -> Result<Vec<Unit<'p>>, Diagnostic> {
         self.expand_inner(spec, scope, parent, site, filtered)
             .map_err(|mut d| {
                 if !d
@@ -361,7 +396,8 @@ impl<'p> Planner<'p> {
             })
     }
 
-    /// Expands one node (with its for_each and use sites) into planned nodes.
+    /// Expands one node (with its for_each and use sites) into planned nodes, one unit per
+    /// `for_each` item.
     fn expand_inner(
         &self,
         spec: &'p NodeSpec,
@@ -369,7 +405,7 @@ impl<'p> Planner<'p> {
         parent: &Parent<'_>,
         site: Site<'p>,
         filtered: bool,
-    ) -> Result<Vec<PlanNode<'p>>, Diagnostic> {
+    ) -> Result<Vec<Unit<'p>>, Diagnostic> {
         let ctx = scope.context();
         let bindings: Vec<Option<(String, Value, usize)>> = match &spec.for_each {
             None => vec![None],
@@ -447,7 +483,10 @@ impl<'p> Planner<'p> {
             here.req.extend(spec.req.iter().cloned());
             here.level = here.level.or(spec.level);
             for e in &spec.exclusive {
-                here.exclusive.push(e.render(&ctx)?);
+                push_keys(&mut here.exclusive, &e.eval(&ctx)?);
+            }
+            for e in &spec.shared {
+                push_keys(&mut here.shared, &e.eval(&ctx)?);
             }
             here.summary = here.summary.or_else(|| spec.summary.clone());
             here.note = match (here.note.take(), &spec.note) {
@@ -460,7 +499,12 @@ impl<'p> Planner<'p> {
                 .or(if spec.parallel { Some(true) } else { None });
 
             if let Some(u) = &spec.uses {
-                out.extend(self.expand(&u.node, &s, parent, here, filtered)?);
+                out.push(
+                    self.expand(&u.node, &s, parent, here, filtered)?
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                );
                 continue;
             }
             if let (None, NodeBody::Group(items)) = (&here.name, &spec.body) {
@@ -475,17 +519,44 @@ impl<'p> Planner<'p> {
                     spec: here.spec.clone(),
                     req: here.req.clone(),
                     exclusive: here.exclusive.clone(),
+                    shared: here.shared.clone(),
                     apis: here.apis.clone(),
                     ..Site::default()
                 };
+                let mut units = Vec::new();
                 for item in items {
-                    out.extend(self.expand(item, &s, parent, inherited.clone(), filtered)?);
+                    units.extend(self.expand(item, &s, parent, inherited.clone(), filtered)?);
                 }
+                if here.parallel == Some(true) {
+                    self.batch(&mut units);
+                }
+                out.push(units.into_iter().flatten().collect());
                 continue;
             }
-            out.extend(self.node(spec, &s, parent, here, filtered)?);
+            out.push(self.node(spec, &s, parent, here, filtered)?);
         }
         Ok(out)
+    }
+
+    /// Makes units one concurrent batch, one lane per unit (outside any batch they were in).
+    fn batch(&self, units: &mut [Unit<'p>]) {
+        if units.iter().filter(|u| !u.is_empty()).count() < 2 {
+            return;
+        }
+        let next = || {
+            self.lane_ids.set(self.lane_ids.get() + 1);
+            self.lane_ids.get()
+        };
+        let batch = next();
+        for unit in units.iter_mut() {
+            let lane = Lane {
+                batch,
+                lane: next(),
+            };
+            for n in unit.iter_mut() {
+                n.lanes.insert(0, lane);
+            }
+        }
     }
 
     /// Builds the planned node for a group or case whose labels are settled.
@@ -548,30 +619,33 @@ impl<'p> Planner<'p> {
                     data: data.as_deref(),
                     level,
                 };
-                let mut children = Vec::new();
-                let mut seen: HashMap<String, usize> = HashMap::new();
+                let mut units = Vec::new();
                 for item in items {
                     let child_site = Site {
                         disabled: disabled.clone(),
                         ..Site::default()
                     };
-                    for mut c in self.expand(item, scope, &me, child_site, !inside)? {
-                        let n = seen.entry(c.id.clone()).or_insert(0);
-                        *n += 1;
-                        if *n > 1 {
-                            let new_id = format!("{}#{n}", c.id);
-                            rename(&mut c, &new_id);
-                        }
-                        children.push(c);
+                    units.extend(self.expand(item, scope, &me, child_site, !inside)?);
+                }
+                let parallel = site.parallel.unwrap_or(false);
+                if parallel {
+                    self.batch(&mut units);
+                }
+                let mut children = Vec::new();
+                let mut seen: HashMap<String, usize> = HashMap::new();
+                for mut c in units.into_iter().flatten() {
+                    let n = seen.entry(c.id.clone()).or_insert(0);
+                    *n += 1;
+                    if *n > 1 {
+                        let new_id = format!("{}#{n}", c.id);
+                        rename(&mut c, &new_id);
                     }
+                    children.push(c);
                 }
                 if filtered && !inside && children.is_empty() {
                     return Ok(Vec::new());
                 }
-                PlanKind::Group {
-                    children,
-                    parallel: site.parallel.unwrap_or(false),
-                }
+                PlanKind::Group { children, parallel }
             }
             NodeBody::Use => unreachable!("use sites are expanded before"),
         };
@@ -591,10 +665,51 @@ impl<'p> Planner<'p> {
             disabled,
             when: site.when,
             skip_unless: site.skip_unless,
-            exclusive: site.exclusive,
+            shared: dedup(site.shared)
+                .into_iter()
+                .filter(|k| !site.exclusive.contains(k))
+                .collect(),
+            exclusive: dedup(site.exclusive),
+            lanes: Vec::new(),
+            order: 0,
+            last: 0,
             kind,
         }])
     }
+}
+
+/// Adds the keys a rendered `exclusive` or `shared` entry names: a key, or a list of keys; empty ones and
+/// none are left out, so a key can be conditional (`"{{ 'tag:' ~ ref if by_tag }}"`).
+fn push_keys(out: &mut Vec<String>, v: &Value) {
+    if v.is_undefined() || v.is_none() {
+        return;
+    }
+    if v.kind() == minijinja::value::ValueKind::Seq {
+        if let Ok(items) = v.try_iter() {
+            for item in items {
+                push_keys(out, &item);
+            }
+        }
+        return;
+    }
+    let key = v.to_string();
+    if !key.is_empty() {
+        out.push(key);
+    }
+}
+
+/// Numbers the nodes in pre-order (`order`) and records where each subtree ends (`last`);
+/// returns the next free number.
+fn number(node: &mut PlanNode<'_>, next: usize) -> usize {
+    node.order = next;
+    let mut next = next + 1;
+    if let PlanKind::Group { children, .. } = &mut node.kind {
+        for c in children {
+            next = number(c, next);
+        }
+    }
+    node.last = next - 1;
+    next
 }
 
 /// The variables bound between a group's scope and a node's scope (for_each items, `with`

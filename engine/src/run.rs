@@ -20,6 +20,7 @@ use crate::http::{Client, Exchange, Recv, ReqBody, Request, Response};
 use crate::plan::{Plan, PlanKind, PlanNode};
 use crate::results::{CaseResult, Finding, GroupResult, ResultNode, Status};
 use crate::scenario::{BodySpec, CaseSpec, Level, RequestSpec, StepSpec};
+use crate::schedule::Schedule;
 use crate::template::{append_query, from_json, map_value, push_query_pairs, resolve_url, Scope};
 
 /// Receives progress while the run goes on (console, verbose traces).
@@ -34,38 +35,45 @@ pub trait Observer: Sync {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// Resources the run created (by URL, in creation order) and whether they still exist.
+/// Resources the run created (by URL) and whether they still exist. Each is ordered by the
+/// plan position of the step that created it last, not by the clock, so that a parallel run
+/// cleans up (and lists leftovers) in the order a sequential run does.
 #[derive(Default)]
-pub struct Resources(std::sync::Mutex<IndexMap<String, bool>>);
+pub struct Resources(std::sync::Mutex<IndexMap<String, Resource>>);
+
+/// Where a resource was created (plan position of the case, step count in it), and whether
+/// it is still there.
+#[derive(Clone, Copy)]
+struct Resource {
+    at: (usize, usize),
+    alive: bool,
+}
 
 impl Resources {
-    fn created(&self, url: String) {
+    fn created(&self, url: String, at: (usize, usize)) {
         if let Ok(mut m) = self.0.lock() {
-            m.shift_remove(&url);
-            m.insert(url, true);
+            let entry = m.entry(url).or_insert(Resource { at, alive: true });
+            entry.at = entry.at.max(at);
+            entry.alive = true;
         }
     }
 
     fn deleted(&self, url: &str) {
         if let Ok(mut m) = self.0.lock() {
-            if let Some(alive) = m.get_mut(url) {
-                *alive = false;
+            if let Some(r) = m.get_mut(url) {
+                r.alive = false;
             }
         }
     }
 
     /// Resources still there, newest first (so manifests go before the blobs they reference).
     pub fn alive(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .rev()
-                    .filter(|(_, a)| **a)
-                    .map(|(u, _)| u.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        let Ok(m) = self.0.lock() else {
+            return Vec::new();
+        };
+        let mut alive: Vec<(&String, &Resource)> = m.iter().filter(|(_, r)| r.alive).collect();
+        alive.sort_by_key(|r| std::cmp::Reverse(r.1.at));
+        alive.into_iter().map(|(u, _)| u.clone()).collect()
     }
 }
 
@@ -85,6 +93,8 @@ pub struct Runner<'a> {
     pub resources: &'a Resources,
     /// Checks every answer must pass, whatever the step (the pack's `everyResponse`).
     pub every_response: Option<&'a crate::scenario::ExpectSpec>,
+    /// Cases that may run at once (1: strictly one after the other, in plan order).
+    pub parallel: usize,
 }
 
 /// Whether a step sequence goes on.
@@ -104,6 +114,8 @@ struct CaseState {
     exchanges: Vec<Exchange>,
     level: Level,
     cleanup: bool,
+    /// Plan position of the case, and how many resources it created so far.
+    created: (usize, usize),
 }
 
 impl CaseState {
@@ -144,11 +156,18 @@ impl CaseState {
 }
 
 impl Runner<'_> {
-    /// Runs the whole plan.
+    /// Runs the whole plan; the results are in plan order whatever ran at the same time.
     pub fn run(&self, plan: &Plan<'_>) -> GroupResult {
         let start = Instant::now();
+        let walk = Walk {
+            runner: self,
+            schedule: Schedule::new(&plan.root, self.parallel),
+        };
         let frame = Scope::child(&plan.scope, plan.root.vars.clone());
-        let children = self.children(&plan.root, &frame);
+        let children = match &plan.root.kind {
+            PlanKind::Group { children, .. } => walk.sequence(children, 0, &frame, None),
+            PlanKind::Case(_) => Vec::new(),
+        };
         GroupResult {
             id: plan.root.id.clone(),
             name: plan.root.name.clone(),
@@ -157,24 +176,103 @@ impl Runner<'_> {
             duration: start.elapsed(),
         }
     }
+}
 
-    fn children(&self, node: &PlanNode<'_>, frame: &Arc<Scope>) -> Vec<ResultNode> {
-        let PlanKind::Group { children, .. } = &node.kind else {
-            return Vec::new();
-        };
-        children
-            .iter()
-            .filter_map(|c| self.node(c, frame, None))
-            .collect()
+/// One walk of the plan: runs nodes in sequence, and the lanes of a batch at the same time.
+struct Walk<'r, 'a> {
+    runner: &'r Runner<'a>,
+    schedule: Schedule,
+}
+
+impl Walk<'_, '_> {
+    /// Runs siblings in order, a concurrent batch (`lanes[level]`) as one step of the sequence.
+    fn sequence(
+        &self,
+        nodes: &[PlanNode<'_>],
+        level: usize,
+        frame: &Arc<Scope>,
+        forced: Option<(Status, String)>,
+    ) -> Vec<ResultNode> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < nodes.len() {
+            let Some(lane) = nodes[i].lanes.get(level) else {
+                out.extend(self.node(&nodes[i], frame, forced.clone()));
+                i += 1;
+                continue;
+            };
+            let end = i + nodes[i..]
+                .iter()
+                .take_while(|n| n.lanes.get(level).map(|l| l.batch) == Some(lane.batch))
+                .count();
+            out.extend(self.batch(&nodes[i..end], level, frame, &forced));
+            i = end;
+        }
+        out
     }
 
-    /// Runs one node; None when a `when` condition omits it.
+    /// Runs the lanes of one batch, each in its own frame (so what its cases export without a
+    /// declaration above stays in the lane), at the same time when the run is parallel.
+    fn batch(
+        &self,
+        nodes: &[PlanNode<'_>],
+        level: usize,
+        frame: &Arc<Scope>,
+        forced: &Option<(Status, String)>,
+    ) -> Vec<ResultNode> {
+        let mut lanes: Vec<&[PlanNode<'_>]> = Vec::new();
+        let mut start = 0;
+        for i in 1..=nodes.len() {
+            if i == nodes.len() || nodes[i].lanes[level].lane != nodes[start].lanes[level].lane {
+                lanes.push(&nodes[start..i]);
+                start = i;
+            }
+        }
+        let run_lane = |lane: &[PlanNode<'_>]| {
+            let lane_frame = Scope::child(frame, IndexMap::new());
+            self.sequence(lane, level + 1, &lane_frame, forced.clone())
+        };
+        if self.runner.parallel <= 1 || lanes.len() < 2 {
+            return lanes.into_iter().flat_map(run_lane).collect();
+        }
+        std::thread::scope(|s| {
+            let run_lane = &run_lane;
+            let handles: Vec<_> = lanes[1..]
+                .iter()
+                .map(|lane| s.spawn(move || run_lane(lane)))
+                .collect();
+            // The first lane runs on this thread, which would otherwise only wait.
+            let mut out = run_lane(lanes[0]);
+            for h in handles {
+                match h.join() {
+                    Ok(r) => out.extend(r),
+                    Err(p) => std::panic::resume_unwind(p),
+                }
+            }
+            out
+        })
+    }
+
+    /// Runs one node once what it waits for has finished; None when `when` omits it.
     fn node(
         &self,
         node: &PlanNode<'_>,
         parent: &Arc<Scope>,
         forced: Option<(Status, String)>,
     ) -> Option<ResultNode> {
+        self.schedule.wait(node);
+        let result = self.node_inner(node, parent, forced);
+        self.schedule.finish(node);
+        result
+    }
+
+    fn node_inner(
+        &self,
+        node: &PlanNode<'_>,
+        parent: &Arc<Scope>,
+        forced: Option<(Status, String)>,
+    ) -> Option<ResultNode> {
+        let runner = self.runner;
         let frame = Scope::child(parent, node.vars.clone());
         let ctx = frame.context();
         let mut forced = forced;
@@ -228,11 +326,8 @@ impl Runner<'_> {
         match &node.kind {
             PlanKind::Group { children, .. } => {
                 let start = Instant::now();
-                self.observer.group_started(node);
-                let results = children
-                    .iter()
-                    .filter_map(|c| self.node(c, &frame, forced.clone()))
-                    .collect();
+                runner.observer.group_started(node);
+                let results = self.sequence(children, 0, &frame, forced);
                 Some(ResultNode::Group(GroupResult {
                     id: node.id.clone(),
                     name: node.name.clone(),
@@ -243,21 +338,26 @@ impl Runner<'_> {
             }
             PlanKind::Case(case) => {
                 let result = match forced {
-                    Some((status, reason)) => self.record(
+                    Some((status, reason)) => runner.record(
                         node,
                         status,
                         Some(reason),
                         CaseState::empty(&frame, node.level),
                         Duration::ZERO,
                     ),
-                    None => self.case(node, case, &frame),
+                    None => {
+                        let _slot = self.schedule.slot(node);
+                        runner.case(node, case, &frame)
+                    }
                 };
-                self.observer.case_finished(&result);
+                runner.observer.case_finished(&result);
                 Some(ResultNode::Case(Box::new(result)))
             }
         }
     }
+}
 
+impl Runner<'_> {
     fn record(
         &self,
         node: &PlanNode<'_>,
@@ -295,6 +395,7 @@ impl Runner<'_> {
     fn case(&self, node: &PlanNode<'_>, case: &CaseSpec, node_frame: &Arc<Scope>) -> CaseResult {
         let start = Instant::now();
         let mut st = CaseState::empty(&Scope::child(node_frame, IndexMap::new()), node.level);
+        st.created = (node.order, 0);
         let frame = st.frame.clone();
         for step in &case.steps {
             if self.step(step, &frame, &mut st) == Flow::Stop || st.error.is_some() {
@@ -545,14 +646,15 @@ impl Runner<'_> {
             let before = (st.failures.len(), st.error.is_some());
             let flow = self.evaluate(step, &request, &resp, frame, st, level);
             if st.failures.len() == before.0 && st.error.is_some() == before.1 {
-                self.track(step, frame);
+                st.created.1 += 1;
+                self.track(step, frame, st.created);
             }
             return flow;
         }
     }
 
     /// Records what a successful step created or deleted.
-    fn track(&self, step: &StepSpec, frame: &Arc<Scope>) {
+    fn track(&self, step: &StepSpec, frame: &Arc<Scope>, at: (usize, usize)) {
         let ctx = frame.context();
         let absolute = |u: String| {
             let u = if u.starts_with('/') {
@@ -563,7 +665,7 @@ impl Runner<'_> {
             u.split('?').next().unwrap_or_default().to_string()
         };
         if let Some(Ok(u)) = step.creates.as_ref().map(|t| t.render(&ctx)) {
-            self.resources.created(absolute(u));
+            self.resources.created(absolute(u), at);
         }
         if let Some(Ok(u)) = step.deletes.as_ref().map(|t| t.render(&ctx)) {
             self.resources.deleted(&absolute(u));
@@ -822,6 +924,7 @@ impl CaseState {
             exchanges: Vec::new(),
             level,
             cleanup: false,
+            created: (0, 0),
         }
     }
 }
@@ -962,4 +1065,77 @@ fn response_frame(
         ),
         json,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::ClientConfig;
+    use crate::schedule::tests::{pack_of, plan_of};
+
+    /// Runs a plan with `parallel` slots (no request is sent: the cases only set and assert).
+    fn statuses(plan: &Plan<'_>, parallel: usize) -> Vec<(String, Status, Option<String>)> {
+        let client = Client::new(
+            ClientConfig {
+                timeout: Duration::from_secs(5),
+                tls: crate::config::Tls::Disabled,
+                ca_file: None,
+                username: String::new(),
+                password: crate::redact::Secret::new(""),
+                cache_auth: true,
+                connections: parallel,
+            },
+            crate::redact::Redactor::default(),
+        )
+        .unwrap();
+        let schemas = Schemas::new(std::path::Path::new("."));
+        let resources = Resources::default();
+        let runner = Runner {
+            client: &client,
+            store: &plan.store,
+            schemas: &schemas,
+            base: "http://127.0.0.1:9".into(),
+            observer: &Silent,
+            resources: &resources,
+            every_response: None,
+            parallel,
+        };
+        runner
+            .run(plan)
+            .cases()
+            .into_iter()
+            .map(|c| (c.id.clone(), c.status, c.reason.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn lanes_keep_their_exports_and_results_stay_in_plan_order() {
+        let pack = pack_of(
+            "lane-exports",
+            r#"
+name: T
+specVersion: "9"
+items:
+  - parallel: true
+    items:
+      - for_each: {i: "range(8)"}
+        items:
+          - {name: "set{{ i }}", steps: [{set: {x: 1}}], export: {mine: "{{ i }}"}}
+          - name: "see{{ i }}"
+            steps: [{expect: {assert: [{that: "mine == i", message: "lane {{ i }} sees {{ mine }}"}]}}]
+  - name: after
+    steps: [{expect: {assert: [{that: "mine is not defined", message: "a lane's export leaked"}]}}]
+"#,
+        );
+        let plan = plan_of(&pack);
+        let one = statuses(&plan, 1);
+        assert_eq!(one.len(), 17);
+        assert!(one.iter().all(|(_, s, _)| *s == Status::Pass), "{one:?}");
+        assert_eq!(one[0].0, "set0");
+        assert_eq!(one[1].0, "see0");
+        assert_eq!(one[16].0, "after");
+        for _ in 0..5 {
+            assert_eq!(statuses(&plan, 4), one);
+        }
+    }
 }

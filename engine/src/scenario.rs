@@ -91,6 +91,8 @@ struct NodeDef {
     #[serde(default)]
     exclusive: Vec<Located<String>>,
     #[serde(default)]
+    shared: Vec<Located<String>>,
+    #[serde(default)]
     items: Option<Vec<Raw>>,
     #[serde(default)]
     steps: Option<Vec<Raw>>,
@@ -329,8 +331,11 @@ pub struct NodeSpec {
     pub level: Option<Level>,
     /// Whether the children of this group may run concurrently.
     pub parallel: bool,
-    /// Keys of shared resources this node must not use concurrently with others.
-    pub exclusive: Vec<Tmpl>,
+    /// Keys of shared resources this node must not use concurrently with others; each
+    /// renders to a key or a list of keys (empty ones are dropped).
+    pub exclusive: Vec<ValueTmpl>,
+    /// Keys of shared resources this node only reads: it may run with other readers.
+    pub shared: Vec<ValueTmpl>,
     /// Group or case.
     pub body: NodeBody,
 }
@@ -760,7 +765,12 @@ fn node_spec(
         exclusive: def
             .exclusive
             .iter()
-            .filter_map(|e| tmpl(diags, e))
+            .filter_map(|e| ok(diags, ValueTmpl::from_text(&e.value, &e.pos)))
+            .collect(),
+        shared: def
+            .shared
+            .iter()
+            .filter_map(|e| ok(diags, ValueTmpl::from_text(&e.value, &e.pos)))
             .collect(),
         body,
     })

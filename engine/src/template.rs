@@ -186,15 +186,7 @@ impl ValueTmpl {
     /// Compiles a raw YAML node.
     pub fn new(node: &Node) -> Result<Self, Diagnostic> {
         Ok(match &node.value {
-            Y::Str(s) => {
-                if let Some(inner) = single_expression(s) {
-                    ValueTmpl::Expr(Expr::new(inner, &node.pos)?)
-                } else if is_template(s) {
-                    ValueTmpl::Str(Tmpl::new(s, &node.pos)?)
-                } else {
-                    ValueTmpl::Const(Value::from(s.as_str()))
-                }
-            }
+            Y::Str(s) => Self::from_text(s, &node.pos)?,
             Y::Seq(items) => {
                 let items = items
                     .iter()
@@ -225,6 +217,17 @@ impl ValueTmpl {
                 ValueTmpl::Map(out)
             }
             _ => ValueTmpl::Const(Value::from(minijinja::value::Serde(node.to_json()))),
+        })
+    }
+
+    /// Compiles a string as a YAML string value is compiled: a whole `{{ x }}` keeps x's type.
+    pub fn from_text(s: &str, pos: &Pos) -> Result<Self, Diagnostic> {
+        Ok(if let Some(inner) = single_expression(s) {
+            ValueTmpl::Expr(Expr::new(inner, pos)?)
+        } else if is_template(s) {
+            ValueTmpl::Str(Tmpl::new(s, pos)?)
+        } else {
+            ValueTmpl::Const(Value::from(s))
         })
     }
 

@@ -1,0 +1,304 @@
+//! The schedule of a run: which nodes wait for which, and how many cases run at once.
+//!
+//! Concurrency comes from the plan: a `parallel` group makes its items the lanes of a batch
+//! ([`crate::plan::Lane`]). The schedule adds the two rules that keep a parallel run's results
+//! equal to a sequential run's:
+//!
+//! - **keys**: a node holding key K exclusively starts only after every node before it in plan
+//!   order that holds K has finished (its own ancestors excepted: a group holding K lets its
+//!   subtree use K in turn); a node holding K shared (it only reads the resource) waits only
+//!   for the earlier exclusive holders, so readers run together. Users of a resource take
+//!   turns in plan order whatever the timing, so each sees what a sequential run shows it.
+//! - **case slots**: at most N cases send requests at once. A case takes a slot only after
+//!   everything it waits for has finished, groups hold none, and waiting cases are served in
+//!   plan order.
+//!
+//! This cannot deadlock: a node waits only for nodes whose subtrees lie entirely before it in
+//! plan order, and for earlier siblings of a sequence, so the earliest unfinished case has
+//! nothing left to wait for but a slot, and slots are only held by cases that are running.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::plan::PlanNode;
+
+/// Waits between nodes and the case slots of one run.
+pub struct Schedule {
+    /// For each node (by plan order), the earlier nodes it waits for.
+    preds: Vec<Vec<usize>>,
+    /// Which nodes have finished (by plan order).
+    done: Mutex<Vec<bool>>,
+    finished: Condvar,
+    slots: Mutex<Slots>,
+    freed: Condvar,
+}
+
+struct Slots {
+    free: usize,
+    /// Cases ready to run, by plan order: the first gets the next free slot.
+    waiting: BTreeSet<usize>,
+}
+
+/// A case slot, given back when dropped.
+pub struct Slot<'a>(&'a Schedule);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut s = lock(&self.0.slots);
+        s.free += 1;
+        drop(s);
+        self.0.freed.notify_all();
+    }
+}
+
+impl Schedule {
+    /// The schedule of a plan run with `slots` cases at once (at least one).
+    pub fn new(root: &PlanNode<'_>, slots: usize) -> Self {
+        let mut preds = vec![Vec::new(); root.last + 1];
+        // Per key, the holders so far: (order, last, exclusive).
+        let mut holders: HashMap<&str, Vec<(usize, usize, bool)>> = HashMap::new();
+        root.walk(&mut |n, _| {
+            let mut mine: Vec<(usize, usize)> = Vec::new();
+            let keys = n.exclusive.iter().map(|k| (k, true));
+            for (key, exclusive) in keys.chain(n.shared.iter().map(|k| (k, false))) {
+                let list = holders.entry(key.as_str()).or_default();
+                // Earlier holders that are not ancestors (their subtrees end before this node);
+                // two readers do not wait for each other.
+                mine.extend(
+                    list.iter()
+                        .filter(|(order, last, excl)| {
+                            (exclusive || *excl) && !(*order < n.order && n.order <= *last)
+                        })
+                        .map(|(order, last, _)| (*order, *last)),
+                );
+                list.push((n.order, n.last, exclusive));
+            }
+            mine.sort_unstable();
+            mine.dedup();
+            // A holder inside another holder's subtree is covered by it.
+            let mut kept: Vec<(usize, usize)> = Vec::new();
+            for (order, last) in mine {
+                if !kept.iter().any(|(o, l)| *o <= order && last <= *l) {
+                    kept.push((order, last));
+                }
+            }
+            preds[n.order] = kept.into_iter().map(|(o, _)| o).collect();
+        });
+        Schedule {
+            preds,
+            done: Mutex::new(vec![false; root.last + 1]),
+            finished: Condvar::new(),
+            slots: Mutex::new(Slots {
+                free: slots.max(1),
+                waiting: BTreeSet::new(),
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// The nodes `node` waits for (by plan order), for `list` and tests.
+    pub fn waits_for(&self, node: &PlanNode<'_>) -> &[usize] {
+        self.preds.get(node.order).map_or(&[], Vec::as_slice)
+    }
+
+    /// Blocks until every earlier holder of the node's keys has finished.
+    pub fn wait(&self, node: &PlanNode<'_>) {
+        let preds = self.waits_for(node);
+        if preds.is_empty() {
+            return;
+        }
+        let mut done = lock(&self.done);
+        while !preds.iter().all(|p| done[*p]) {
+            done = self
+                .finished
+                .wait(done)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Marks a node and its whole subtree finished (omitted parts included).
+    pub fn finish(&self, node: &PlanNode<'_>) {
+        let mut done = lock(&self.done);
+        for d in &mut done[node.order..=node.last] {
+            *d = true;
+        }
+        drop(done);
+        self.finished.notify_all();
+    }
+
+    /// Takes a case slot; cases waiting for one are served in plan order.
+    pub fn slot(&self, node: &PlanNode<'_>) -> Slot<'_> {
+        let mut s = lock(&self.slots);
+        s.waiting.insert(node.order);
+        while !(s.free > 0 && s.waiting.first() == Some(&node.order)) {
+            s = self
+                .freed
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        s.waiting.remove(&node.order);
+        s.free -= 1;
+        let more = s.free > 0 && !s.waiting.is_empty();
+        drop(s);
+        if more {
+            // The next waiting case may take the slot that is still free.
+            self.freed.notify_all();
+        }
+        Slot(self)
+    }
+}
+
+/// Locks a mutex, going on after a panic elsewhere (the data stay consistent: flags only).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::pack::{self, Pack};
+    use crate::plan::{self, Plan};
+
+    /// Loads a pack made of `pack.yaml` text (in a fresh temp folder).
+    pub(crate) fn pack_of(name: &str, yaml: &str) -> Pack {
+        let dir = std::env::temp_dir().join(format!(
+            "oci-conform-schedule-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pack.yaml"), yaml).unwrap();
+        let p = pack::load(&dir).unwrap_or_else(|d| panic!("{}", d.render()));
+        let _ = std::fs::remove_dir_all(&dir);
+        p
+    }
+
+    /// Plans a pack with the default configuration.
+    pub(crate) fn plan_of(pack: &Pack) -> Plan<'_> {
+        let sources = crate::config::Sources::default();
+        let cfg = crate::config::resolve(&sources, &pack.defaults, &pack.spec_version).unwrap();
+        plan::build(pack, &cfg, &[], 1).unwrap_or_else(|d| panic!("{}", d.render()))
+    }
+
+    const PACK: &str = r#"
+name: T
+specVersion: "9"
+items:
+  - {name: a, exclusive: [k], steps: [{set: {x: 1}}]}
+  - parallel: true
+    items:
+      - {name: b, shared: [k], steps: [{set: {x: 1}}]}
+      - for_each: {i: "[1, 2]"}
+        items:
+          - {name: "c{{ i }}", shared: [k], steps: [{set: {x: 1}}]}
+          - {name: "d{{ i }}", exclusive: ["{{ ['k', 'k' ~ i, ''] }}"], steps: [{set: {x: 1}}]}
+  - name: g
+    exclusive: [k]
+    items:
+      - {name: h, exclusive: [k], steps: [{set: {x: 1}}]}
+"#;
+
+    fn by_id<'a>(plan: &'a Plan<'_>) -> std::collections::HashMap<String, &'a PlanNode<'a>> {
+        let mut m = std::collections::HashMap::new();
+        plan.root.walk(&mut |n, _| {
+            m.insert(n.id.clone(), n);
+        });
+        m
+    }
+
+    #[test]
+    fn parallel_groups_make_one_lane_per_item() {
+        let pack = pack_of("lanes", PACK);
+        let plan = plan_of(&pack);
+        let n = by_id(&plan);
+        assert!(n["a"].lanes.is_empty() && n["g"].lanes.is_empty() && n["g/h"].lanes.is_empty());
+        let lane = |id: &str| n[id].lanes[0];
+        assert_eq!(n["b"].lanes.len(), 1);
+        assert_eq!(lane("b").batch, lane("c1").batch);
+        assert_eq!(lane("b").batch, lane("d2").batch);
+        // one for_each copy, spliced from a group without a name, is one lane
+        assert_eq!(lane("c1"), lane("d1"));
+        assert_eq!(lane("c2"), lane("d2"));
+        assert_ne!(lane("b").lane, lane("c1").lane);
+        assert_ne!(lane("c1").lane, lane("c2").lane);
+        // a key template may render a list; empty keys are dropped
+        assert_eq!(n["d1"].exclusive, vec!["k", "k1"]);
+    }
+
+    #[test]
+    fn holders_wait_for_earlier_holders_in_plan_order() {
+        let pack = pack_of("waits", PACK);
+        let plan = plan_of(&pack);
+        let n = by_id(&plan);
+        let s = Schedule::new(&plan.root, 4);
+        let waits = |id: &str| -> Vec<&str> {
+            let mut ids: Vec<&str> = s
+                .waits_for(n[id])
+                .iter()
+                .map(|o| {
+                    n.values()
+                        .find(|x| x.order == *o)
+                        .map(|x| x.id.as_str())
+                        .unwrap()
+                })
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert!(waits("a").is_empty());
+        // readers wait for writers, not for each other
+        assert_eq!(waits("b"), ["a"]);
+        assert_eq!(waits("c1"), ["a"]);
+        assert_eq!(waits("c2"), ["a", "d1"]);
+        // writers wait for everyone before them
+        assert_eq!(waits("d1"), ["a", "b", "c1"]);
+        assert_eq!(waits("g"), ["a", "b", "c1", "c2", "d1", "d2"]);
+        // but not for the group they are in
+        assert_eq!(waits("g/h"), ["a", "b", "c1", "c2", "d1", "d2"]);
+    }
+
+    #[test]
+    fn finished_subtrees_release_their_waiters() {
+        let pack = pack_of("finish", PACK);
+        let plan = plan_of(&pack);
+        let n = by_id(&plan);
+        let s = Arc::new(Schedule::new(&plan.root, 4));
+        // everything before g finishes on other threads; g may then start
+        std::thread::scope(|scope| {
+            for id in ["a", "b", "c1", "d1", "c2", "d2"] {
+                let (s, node) = (&s, n[id]);
+                scope.spawn(move || s.finish(node));
+            }
+            s.wait(n["g"]);
+        });
+        assert!(lock(&s.done)[..n["g"].order].iter().skip(1).all(|d| *d));
+    }
+
+    #[test]
+    fn slots_bound_concurrency_and_go_in_plan_order() {
+        let pack = pack_of("slots", PACK);
+        let plan = plan_of(&pack);
+        let n = by_id(&plan);
+        let s = Schedule::new(&plan.root, 1);
+        let got = Mutex::new(Vec::new());
+        let first = s.slot(n["a"]);
+        std::thread::scope(|scope| {
+            for id in ["d2", "b", "c1"] {
+                let (s, got, node) = (&s, &got, n[id]);
+                scope.spawn(move || {
+                    let _slot = s.slot(node);
+                    lock(got).push(node.id.clone());
+                });
+            }
+            // once all three wait, the one earliest in plan order gets the slot first
+            while lock(&s.slots).waiting.len() < 3 {
+                std::thread::yield_now();
+            }
+            assert!(lock(&got).is_empty(), "one slot, taken");
+            drop(first);
+        });
+        assert_eq!(*lock(&got), ["b", "c1", "d2"]);
+    }
+}
