@@ -479,7 +479,7 @@ fn legacy_env(env: &IndexMap<String, String>) -> Result<(J, Vec<String>), Diagno
     }
     if let Some(v) = get("OCI_DEBUG") {
         warn("OCI_DEBUG", "OCI_LOG=debug");
-        if bool_of("OCI_DEBUG", &v)? == J::from(true) {
+        if bool_of("OCI_DEBUG", &v)?.as_bool() == Some(true) {
             set_path(&mut out, "logging", J::from("debug"));
         }
     }

@@ -115,6 +115,13 @@ pub enum Role {
     Manifest,
 }
 
+/// Named value templates (`with:` parameters).
+type Params = Vec<(String, ValueTmpl)>;
+
+/// What an item's source produced: its bytes, the uncompressed bytes of a gzipped tar (for
+/// diff ids), and the parsed JSON of a `json` item.
+type Produced = (Content, Option<Vec<u8>>, Option<Value>);
+
 /// A compiled dataset or recipe file.
 #[derive(Debug)]
 pub struct DatasetSpec {
@@ -139,7 +146,7 @@ pub struct ItemSpec {
     pos: Pos,
     for_each: Option<(String, Expr)>,
     when: Option<Expr>,
-    uses: Option<(Arc<DatasetSpec>, Vec<(String, ValueTmpl)>)>,
+    uses: Option<(Arc<DatasetSpec>, Params)>,
     role: Role,
     media_type: Option<Tmpl>,
     source: Source,
@@ -785,12 +792,7 @@ impl Generator<'_, '_> {
     }
 
     /// The item's bytes, the uncompressed bytes of a gzipped tar, and parsed JSON content.
-    fn content(
-        &self,
-        item: &ItemSpec,
-        ctx: &Value,
-        full: &str,
-    ) -> Result<(Content, Option<Vec<u8>>, Option<Value>), Diagnostic> {
+    fn content(&self, item: &ItemSpec, ctx: &Value, full: &str) -> Result<Produced, Diagnostic> {
         let size_of = |v: &ValueTmpl| -> Result<u64, Diagnostic> {
             let val = v.eval(ctx)?;
             u64::try_from(val.clone()).map_err(|_| {

@@ -376,6 +376,7 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read only to prove the loader accepts and rejects keys
     struct Expect {
         status: Vec<u16>,
         #[serde(default)]
@@ -384,6 +385,7 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read only to prove the loader accepts and rejects keys
     struct Step {
         name: Located<String>,
         expect: Expect,

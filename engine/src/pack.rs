@@ -28,6 +28,9 @@ const REPORTED: &str = "\u{0}reported";
 struct PackDef {
     #[serde(default)]
     schema_version: Option<u32>,
+    /// Applied (and removed) by `resolve_extends` before this struct is read.
+    #[serde(default, rename = "extends")]
+    _extends: Option<String>,
     #[serde(rename = "$schema", default)]
     _schema: Option<String>,
     name: String,
@@ -411,7 +414,7 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         },
         None => None,
     };
-    diags.0.extend(loader.diags.0.drain(..));
+    diags.0.append(&mut loader.diags.0);
     let Some(root) = root.filter(|_| diags.is_empty()) else {
         return Err(diags);
     };

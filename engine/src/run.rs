@@ -192,7 +192,7 @@ impl Runner<'_> {
                         forced = Some((
                             Status::Error,
                             format!("scenario error at {}: {}", d.pos, d.message),
-                        ))
+                        ));
                     }
                 }
             }
@@ -288,7 +288,6 @@ impl Runner<'_> {
             note: node.note.clone(),
             duration,
             exchanges: st.exchanges,
-            curl: Vec::new(),
         }
     }
 
