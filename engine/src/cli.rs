@@ -213,7 +213,12 @@ fn load(
     let version = sources.version();
     let specs = pack::specs_dir(args.specs.as_deref());
     let dir = pack::find(&specs, &version)?;
-    let pack = pack::load(&dir)?;
+    let mut loader = pack::Loader::default();
+    let pack = pack::load_with(&dir, &mut loader)?;
+    let problems = crate::lint::schema_problems(&loader, &pack.schemas_dir);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let config = config::resolve(&sources, &pack.defaults, &pack.spec_version)?;
     let mut filters = args.filter.clone();
     if !config.filter_test.is_empty() {
