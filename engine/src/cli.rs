@@ -56,7 +56,7 @@ enum Command {
     /// Run the conformance tests against a registry; write results.yaml, junit.xml, report.html.
     Run(RunArgs),
     /// Print the test plan (what `run` would do) without sending anything.
-    List(ConfigArgs),
+    List(ListArgs),
     /// Check scenario, dataset and pack files: schema, keys, templates; errors as file:line:col.
     Lint(LintArgs),
     /// Show what changed between two results.yaml files, regressions first (exit 4 if any).
@@ -122,6 +122,15 @@ struct RunArgs {
     /// Print every request and answer (credentials masked).
     #[arg(short, long)]
     verbose: bool,
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// List the requirement ids (R45, …) the plan checks, each with the tests that cite it.
+    #[arg(long)]
+    by_requirement: bool,
 }
 
 #[derive(Args, Debug)]
@@ -377,13 +386,17 @@ fn now_rfc3339() -> String {
     )
 }
 
-fn list(args: &ConfigArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
+fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
     let Loaded {
         pack,
         config,
         filters,
-    } = load(args, env, &[])?;
+    } = load(&args.config, env, &[])?;
     let plan = plan::build(&pack, &config, &filters, config.seed.unwrap_or(1))?;
+    if args.by_requirement {
+        print!("{}", requirements(&plan.root, pack.every_response.as_ref()));
+        return Ok(EXIT_OK);
+    }
     let mut out = String::new();
     plan.root.walk(&mut |n, depth| {
         let indent = "  ".repeat(depth);
@@ -417,6 +430,53 @@ fn list(args: &ConfigArgs, env: &IndexMap<String, String>) -> Result<i32, Diagno
         pack.spec_version
     );
     Ok(EXIT_OK)
+}
+
+/// Requirement id → the tests citing it (case-level `req`), in id order, with a count line.
+fn requirements(root: &plan::PlanNode<'_>, every: Option<&crate::scenario::ExpectSpec>) -> String {
+    let mut by_req: std::collections::BTreeMap<(String, u32), Vec<String>> =
+        std::collections::BTreeMap::new();
+    let mut cite = |r: &str, test: &str| {
+        let (prefix, num) = r.split_at(r.find(|c: char| c.is_ascii_digit()).unwrap_or(r.len()));
+        let tests = by_req
+            .entry((prefix.to_string(), num.parse().unwrap_or(0)))
+            .or_default();
+        if !tests.iter().any(|t| t == test) {
+            tests.push(test.to_string());
+        }
+    };
+    // The pack's checks on every answer cite their rows at the check.
+    if let Some(e) = every {
+        let reqs = e
+            .headers
+            .iter()
+            .flat_map(|(_, m)| m.req.iter())
+            .chain(e.assert.iter().flat_map(|a| a.req.iter()));
+        for r in reqs {
+            cite(r, "(every response)");
+        }
+    }
+    root.walk(&mut |n, _| {
+        if let PlanKind::Case(_) = n.kind {
+            for r in &n.req {
+                cite(r, &n.id);
+            }
+        }
+    });
+    let mut out = String::new();
+    for ((prefix, num), tests) in &by_req {
+        out.push_str(&format!(
+            "{prefix}{num}  ({} tests)  {}\n",
+            tests.len(),
+            tests.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let rows = by_req.keys().filter(|(p, _)| p == "R").count();
+    out.push_str(&format!(
+        "{} requirement ids cited ({rows} rows of spec-requirements.md)\n",
+        by_req.len()
+    ));
+    out
 }
 
 fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
