@@ -99,3 +99,21 @@ fn corrupted_blob_body_fails_the_get() {
         reason(&r, "sha256 blobs/post+put/blob-get")
     );
 }
+
+/// The worked example of docs/maintainers.md: a registry that answers 200 to HEAD of a blob it
+/// does not have breaks R41, and `extra/absent content/head missing blob` catches it.
+#[test]
+fn head_of_a_missing_blob_must_be_404() {
+    let reg = Registry::docker();
+    let proxy = FakeServer::proxy(&reg.addr, |req, mut resp| {
+        if req.method == "HEAD" && req.path.contains("/blobs/") && resp.status == 404 {
+            resp.status = 200;
+        }
+        Action::Respond(resp)
+    });
+    let r = run_through(&proxy, "extra/absent content/head missing blob");
+    let id = "extra/absent content/head missing blob";
+    assert_eq!(status_of(&r, id), "FAIL");
+    assert!(reason(&r, id).contains("expected status 404, got 200"), "{}", reason(&r, id));
+    assert_eq!(r["tests"].as_array().unwrap().len(), 1, "the filter runs only this case");
+}
