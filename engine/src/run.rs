@@ -805,8 +805,18 @@ fn short_url(url: &str) -> &str {
         .unwrap_or(url)
 }
 
-/// The registry's error codes (when the body is an OCI error document), or a body excerpt.
+/// Why an answer has the wrong status: the registry's error codes or a body excerpt, and why
+/// authentication failed when it did.
 fn error_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
+    let mut detail = body_detail(resp, json);
+    if let Some(why) = &resp.auth_error {
+        detail.push_str(&format!("; authentication failed: {why}"));
+    }
+    detail
+}
+
+/// The registry's error codes (when the body is an OCI error document), or a body excerpt.
+fn body_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
     if let Some(errors) = json
         .and_then(|j| j.get("errors"))
         .and_then(|e| e.as_array())
