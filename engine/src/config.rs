@@ -141,8 +141,8 @@ pub struct Config {
     pub seed: Option<u64>,
     /// Parallelism.
     pub parallel: u64,
-    /// Extra CA file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Extra CA file (the key is `tlsCAFile`, not camelCase's `tlsCaFile`).
+    #[serde(default, rename = "tlsCAFile", skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<String>,
     /// Size of the large-blob data set.
     pub large_blob_size: u64,
