@@ -102,6 +102,8 @@ struct CaseState {
     exchanges: Vec<Exchange>,
     level: Level,
     cleanup: bool,
+    /// Steps whose answer matched `unsupported` (they did not do what they declare).
+    declined: usize,
 }
 
 impl CaseState {
@@ -526,17 +528,21 @@ impl Runner<'_> {
                 std::thread::sleep(Duration::from_millis(delay));
                 continue;
             }
-            let before = (st.failures.len(), st.error.is_some());
+            let before = (st.failures.len(), st.error.is_some(), st.declined);
             let flow = self.evaluate(step, &request, &resp, frame, st, level);
-            if st.failures.len() == before.0 && st.error.is_some() == before.1 {
-                self.track(step, frame);
+            if (st.failures.len(), st.error.is_some(), st.declined) == before {
+                self.track(step, frame, &resp);
             }
             return flow;
         }
     }
 
     /// Records what a successful step created or deleted.
-    fn track(&self, step: &StepSpec, frame: &Arc<Scope>) {
+    ///
+    /// A creating step's answer may name the content differently (a registry that stores a
+    /// sha512 upload under its sha256 digest answers with that `Location`): what the registry
+    /// says it created is tracked too, so the final cleanup deletes it as well.
+    fn track(&self, step: &StepSpec, frame: &Arc<Scope>, resp: &Response) {
         let ctx = frame.context();
         let absolute = |u: String| {
             let u = if u.starts_with('/') {
@@ -548,6 +554,17 @@ impl Runner<'_> {
         };
         if let Some(Ok(u)) = step.creates.as_ref().map(|t| t.render(&ctx)) {
             self.resources.created(absolute(u));
+            let named = resp
+                .header("location")
+                .map(|l| absolute(resolve_url(&resp.url, l)))
+                .filter(|l| {
+                    l.starts_with(&format!("{}/", self.base))
+                        && (l.contains("/blobs/") || l.contains("/manifests/"))
+                        && !l.contains("/blobs/uploads/")
+                });
+            if let Some(l) = named {
+                self.resources.created(l);
+            }
         }
         if let Some(Ok(u)) = step.deletes.as_ref().map(|t| t.render(&ctx)) {
             self.resources.deleted(&absolute(u));
@@ -680,6 +697,7 @@ impl Runner<'_> {
             if !matched {
                 continue;
             }
+            st.declined += 1;
             match u.reason.render(&ctx) {
                 Ok(r) => {
                     if st.skip.is_none() {
@@ -794,6 +812,7 @@ impl CaseState {
             exchanges: Vec::new(),
             level,
             cleanup: false,
+            declined: 0,
         }
     }
 }

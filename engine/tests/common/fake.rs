@@ -165,11 +165,10 @@ impl FakeServer {
             let headers = resp
                 .headers()
                 .iter()
+                // A HEAD answer keeps the length of the body it does not send.
                 .filter(|(k, _)| {
-                    !matches!(
-                        k.as_str(),
-                        "content-length" | "transfer-encoding" | "connection"
-                    )
+                    !matches!(k.as_str(), "transfer-encoding" | "connection")
+                        && (k.as_str() != "content-length" || req.method == "HEAD")
                 })
                 .map(|(k, v)| {
                     (
