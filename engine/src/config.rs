@@ -24,6 +24,8 @@ pub enum Kind {
     List,
     /// Non-negative integer.
     Int,
+    /// Positive integer (a number of seconds that cannot be 0).
+    Positive,
     /// One of enabled / insecure / disabled.
     Tls,
 }
@@ -94,7 +96,7 @@ keys! {
     "roData.manifests", "OCI_RO_DATA_MANIFESTS", List, "read-only mode: existing manifest digests";
     "roData.blobs", "OCI_RO_DATA_BLOBS", List, "read-only mode: existing blob digests";
     "roData.referrers", "OCI_RO_DATA_REFERRERS", List, "read-only mode: subjects to list referrers of";
-    "requestTimeout", "OCI_REQUEST_TIMEOUT", Int, "seconds one request may take (oci-conform)";
+    "requestTimeout", "OCI_REQUEST_TIMEOUT", Positive, "seconds one request may take (oci-conform)";
     "seed", "OCI_SEED", Int, "content seed; the same seed reproduces a run (oci-conform)";
     "parallel", "OCI_PARALLEL", Int, "independent groups run at once (oci-conform)";
     "tlsCAFile", "OCI_TLS_CA_FILE", Str, "extra CA certificate (PEM) trusted with tls=enabled (oci-conform)";
@@ -382,6 +384,13 @@ pub fn parse_value(kind: Kind, text: &str, origin: &str) -> Result<J, String> {
             .parse::<u64>()
             .map(J::from)
             .map_err(|_| format!("{origin}: `{text}` is not a non-negative integer")),
+        Kind::Positive => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(J::from)
+            .ok_or_else(|| format!("{origin}: `{text}` is not a positive integer")),
         Kind::Tls => match text.to_lowercase().as_str() {
             "enabled" | "insecure" | "disabled" => Ok(J::from(text.to_lowercase())),
             _ => Err(format!(
@@ -544,6 +553,7 @@ fn walk_file(node: &crate::yaml::Node, prefix: &str, out: &mut J) -> Result<(), 
                 ),
                 (Y::Bool(b), Kind::Bool) => J::from(*b),
                 (Y::Int(i), Kind::Int) if *i >= 0 => J::from(*i),
+                (Y::Int(i), Kind::Positive) if *i > 0 => J::from(*i),
                 (Y::Seq(_) | Y::Map(_), _) => {
                     return Err(Diagnostic::new(
                         v.pos.clone(),
@@ -599,6 +609,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Bool => "true or false",
         Kind::List => "a list",
         Kind::Int => "an integer",
+        Kind::Positive => "a positive integer",
         Kind::Tls => "enabled, insecure or disabled",
     }
 }
