@@ -588,14 +588,7 @@ impl Client {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let what = if e.kind() == std::io::ErrorKind::TimedOut
-                        || e.to_string().contains("timeout")
-                    {
-                        format!("body read timed out after {} s", self.cfg.timeout.as_secs())
-                    } else {
-                        format!("body read failed after {} bytes: {e}", out.body_len)
-                    };
-                    out.body_error = Some(what);
+                    out.body_error = Some(self.body_failure(&e, &out));
                     break;
                 }
             }
@@ -605,6 +598,30 @@ impl Client {
         }
         out.elapsed = start.elapsed();
         out
+    }
+
+    /// Why a body could not be read to its end, with how far it got.
+    fn body_failure(&self, e: &std::io::Error, so_far: &Response) -> String {
+        use std::io::ErrorKind as K;
+        let of = so_far
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|n| format!(" of {n}"))
+            .unwrap_or_default();
+        let got = so_far.body_len;
+        if e.kind() == K::TimedOut || e.to_string().contains("timeout") {
+            let secs = self.cfg.timeout.as_secs();
+            format!("the body timed out after {secs} s without data ({got}{of} bytes received)")
+        } else if matches!(
+            e.kind(),
+            K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted
+        ) {
+            // ureq reports a reset during the body as the peer closing, so both read alike.
+            format!("the connection was closed or reset after {got}{of} bytes of the body")
+        } else {
+            let e = self.redactor.scrub(&e.to_string());
+            format!("the body could not be read after {got}{of} bytes: {e}")
+        }
     }
 
     fn map_error(&self, e: ureq::Error) -> HttpError {

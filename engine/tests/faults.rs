@@ -53,6 +53,8 @@ fn faulty_registry(storage: &str) -> FakeServer {
             Action::Hang
         } else if p.starts_with("/v2/faults/reset/") {
             Action::Reset(Resp::new(200, &[b'x'; 1000]), 100)
+        } else if p.starts_with("/v2/faults/stall/") {
+            Action::Stall(Resp::new(200, &[b'x'; 1000]), 100)
         } else if p.starts_with("/v2/faults/cut/") {
             Action::CutBody(Resp::new(200, &[b'x'; 1000]), 100)
         } else if p.starts_with("/v2/faults/garbage/") {
@@ -132,15 +134,14 @@ fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
         "FAIL",
         &["GET /v2/faults/hang/tags/list: timed out after 1 s"],
     );
+    let closed =
+        "answered 200 but the connection was closed or reset after 100 of 1000 bytes of the body";
+    expect("faults/reset", "FAIL", &[closed]);
+    expect("faults/cut", "FAIL", &[closed]);
     expect(
-        "faults/reset",
+        "faults/stall",
         "FAIL",
-        &["answered 200 but body read failed after 100 bytes", "reset"],
-    );
-    expect(
-        "faults/cut",
-        "FAIL",
-        &["answered 200 but body read failed after 100 bytes"],
+        &["answered 200 but the body timed out after 1 s without data (100 of 1000 bytes received)"],
     );
     expect(
         "faults/garbage-json",
@@ -149,6 +150,18 @@ fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
             "body is not JSON (EOF while parsing",
             r#"{"name": "faults/garbage", "tags": ["v1", "v2"#,
         ],
+    );
+    // The finding points at the `body:` line of the case.
+    let garbage = r["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "faults/garbage-json")
+        .unwrap();
+    let source = garbage["failures"][0]["source"].as_str().unwrap_or_default();
+    assert!(
+        source.starts_with("engine/tests/packs/faults/cases.yaml:"),
+        "{garbage}"
     );
     expect(
         "faults/server-error",

@@ -83,6 +83,9 @@ pub enum Action {
     CutBody(Resp, usize),
     /// Write these bytes and close.
     Raw(Vec<u8>),
+    /// Send headers announcing a longer body and part of it, then nothing more (until the
+    /// client gives up).
+    Stall(Resp, usize),
     /// Send headers announcing a longer body and part of it, then reset the connection (RST,
     /// not FIN). Only for requests without a body: the request is left unread, which is what
     /// makes the kernel reset the connection on close.
@@ -264,6 +267,15 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
                 let _ = out.write_all(&r.body[..keep.min(r.body.len())]);
                 let _ = out.flush();
                 let _ = out.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            Action::Stall(r, keep) => {
+                let _ = out.write_all(&head_bytes(&r, r.body.len()));
+                let _ = out.write_all(&r.body[..keep.min(r.body.len())]);
+                let _ = out.flush();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 return;
             }
             Action::Raw(bytes) => {
