@@ -44,6 +44,9 @@ pub struct ClientConfig {
     pub password: Secret,
     /// Whether bearer tokens are reused per scope.
     pub cache_auth: bool,
+    /// The registry's base URL: credentials go to its origin only (empty: to the origin of
+    /// each request's own URL).
+    pub registry: String,
 }
 
 /// A request body.
@@ -364,14 +367,18 @@ impl Client {
 
     /// Sends a request, handling authentication challenges and (when allowed) redirects.
     ///
-    /// Credentials go only to the origin (scheme, host and port) of the request's own URL: a
-    /// redirect to another origin (blob storage) is followed without `Authorization`.
+    /// Credentials go only to the registry's origin (scheme, host and port): a redirect to, or
+    /// an upload `Location` on, another origin (blob storage) gets no `Authorization`.
     pub fn send(&self, req: &Request, recv: &Recv) -> Outcome {
         let mut exchanges = Vec::new();
         let mut method = req.method.clone();
         let mut url = req.url.clone();
         let mut body = req.body.clone();
-        let origin = origin_of(&req.url);
+        let origin = if self.cfg.registry.is_empty() {
+            origin_of(&req.url)
+        } else {
+            origin_of(&self.cfg.registry)
+        };
         // What answered a challenge during this request; reused for its same-origin
         // redirects even when tokens are not cached between requests.
         let mut answered: Option<Secret> = None;
@@ -976,8 +983,12 @@ fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
                 }
             }
             if let Some(ca) = &cfg.ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
+                let pem = std::fs::read(ca).map_err(|e| {
+                    format!(
+                        "cannot read CA file {} (tlsCAFile, OCI_TLS_CA_FILE): {e}",
+                        ca.display()
+                    )
+                })?;
                 let before = certs.len();
                 certs.extend(
                     parse_pem(&pem)
@@ -988,7 +999,10 @@ fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
                         }),
                 );
                 if certs.len() == before {
-                    return Err(format!("CA file {} holds no PEM certificate", ca.display()));
+                    return Err(format!(
+                        "CA file {} (tlsCAFile, OCI_TLS_CA_FILE) holds no PEM certificate",
+                        ca.display()
+                    ));
                 }
             }
             if !certs.is_empty() {

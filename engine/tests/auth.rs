@@ -367,6 +367,7 @@ fn client(cache: bool) -> oci_conform::http::Client {
             username: USER.into(),
             password: oci_conform::redact::Secret::new(PASSWORD),
             cache_auth: cache,
+            registry: String::new(),
         },
         oci_conform::redact::Redactor::default(),
     )

@@ -72,6 +72,11 @@ fn faulty_registry(storage: &str) -> FakeServer {
                 "Location",
                 &format!("http://{storage}/storage/{digest}?sig=abc"),
             ))
+        } else if p.starts_with("/v2/faults/upload/") {
+            Action::Respond(
+                Resp::new(202, b"")
+                    .header("Location", &format!("http://{storage}/upload/1?state=x")),
+            )
         } else if p.starts_with("/v2/faults/ok/") {
             json(200, r#"{"name": "faults/ok", "tags": []}"#)
         } else {
@@ -85,7 +90,10 @@ fn faulty_registry(storage: &str) -> FakeServer {
 
 #[test]
 fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
-    let storage = FakeServer::start(|_| {
+    let storage = FakeServer::start(|req| {
+        if req.method == "PUT" {
+            return Action::Respond(Resp::new(201, b"").header("Location", "/stored"));
+        }
         Action::Respond(Resp::new(200, HELLO).header("Content-Type", "application/octet-stream"))
     });
     let registry = faulty_registry(&storage.addr);
@@ -158,7 +166,9 @@ fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
         .iter()
         .find(|t| t["id"] == "faults/garbage-json")
         .unwrap();
-    let source = garbage["failures"][0]["source"].as_str().unwrap_or_default();
+    let source = garbage["failures"][0]["source"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         source.starts_with("engine/tests/packs/faults/cases.yaml:"),
         "{garbage}"
@@ -174,6 +184,7 @@ fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
         &["GET /v2/faults/raw/tags/list: "],
     );
     expect("faults/redirect", "Pass", &[]);
+    expect("faults/upload-elsewhere", "Pass", &[]);
     expect("faults/after", "Pass", &[]);
 
     // The console names each failure with its reason.
@@ -188,13 +199,20 @@ fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
         .expect("the redirect was asked");
     assert!(redirected.header("authorization").is_some());
     let fetched = storage.requests();
-    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert_eq!(fetched.len(), 2, "{fetched:?}");
     assert!(fetched[0].path.starts_with("/storage/sha256:"));
-    assert!(
-        fetched[0].header("authorization").is_none(),
-        "credentials leaked to storage: {:?}",
-        fetched[0].headers
-    );
+    assert!(fetched[1]
+        .path
+        .starts_with("/upload/1?state=x&digest=sha256"));
+    assert_eq!(fetched[1].body, HELLO);
+    for f in &fetched {
+        assert!(
+            f.header("authorization").is_none(),
+            "credentials leaked to storage: {} {:?}",
+            f.path,
+            f.headers
+        );
+    }
 }
 
 /// What a registry created, by URL path, as seen by a proxy: the `Location` of every 201.
