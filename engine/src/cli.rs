@@ -1,4 +1,4 @@
-//! The command line: `run`, `list`, `lint` (and `compare`).
+//! The command line: `run`, `list`, `lint` and `compare`.
 //!
 //! Exit codes: 0 = no FAIL and no Error; 2 = bad input (flags, configuration, scenario or
 //! dataset files); 3 = runtime error (an Error result, or outputs could not be written);
@@ -17,11 +17,12 @@ use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::expect::Schemas;
 use crate::http::{Client, ClientConfig};
 use crate::pack::{self, Pack};
-use crate::plan::{self, PlanKind, PlanNode};
+use crate::plan::{self, PlanKind};
 use crate::redact::{Redactor, Secret};
 use crate::report;
+use crate::report::progress::{Mode, Progress};
 use crate::results::{roll_up_apis, roll_up_data, RunResult, Status};
-use crate::run::{Observer, Runner};
+use crate::run::Runner;
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -40,7 +41,7 @@ Exit codes:
   0  no FAIL and no Error
   2  bad input (flags, configuration, scenario or dataset files)
   3  runtime error (an Error result, or outputs could not be written)
-  4  conformance failure (at least one FAIL)";
+  4  conformance failure (at least one FAIL); for `compare`: something regressed";
 
 /// Conformance tests for the OCI Distribution Spec, written as YAML scenarios.
 #[derive(Parser, Debug)]
@@ -52,12 +53,22 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the conformance tests against a registry and write results.yaml and junit.xml.
+    /// Run the conformance tests against a registry; write results.yaml, junit.xml, report.html.
     Run(RunArgs),
     /// Print the test plan (what `run` would do) without sending anything.
     List(ConfigArgs),
     /// Check scenario, dataset and pack files: schema, keys, templates; errors as file:line:col.
     Lint(LintArgs),
+    /// Show what changed between two results.yaml files, regressions first (exit 4 if any).
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// The earlier results.yaml (oci-conform's or the official suite's).
+    old: PathBuf,
+    /// The later results.yaml.
+    new: PathBuf,
 }
 
 /// Flags that feed the configuration.
@@ -141,6 +152,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run(&args, &env),
         Command::List(args) => list(&args, &env),
         Command::Lint(args) => lint(&args),
+        Command::Compare(args) => Ok(compare(&args)),
     };
     match result {
         Ok(code) => code,
@@ -253,15 +265,14 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     let schemas = Schemas::new(&pack.schemas_dir);
     let total = plan.root.case_count();
     let tty = std::io::stderr().is_terminal();
-    let color = tty && std::env::var_os("NO_COLOR").is_none();
-    let progress = Progress {
-        total,
-        done: std::sync::atomic::AtomicUsize::new(0),
-        tty,
-        quiet: args.quiet,
-        verbose: args.verbose,
-        redactor: redactor.clone(),
+    let mode = if args.quiet {
+        Mode::Quiet
+    } else if tty {
+        Mode::Live
+    } else {
+        Mode::Lines
     };
+    let progress = Progress::new(total, mode, args.verbose, colors(tty), redactor.clone());
     if !args.quiet {
         eprintln!(
             "oci-conform {} · spec {} · {} · {total} tests · seed {seed}",
@@ -280,12 +291,11 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         base: config.base_url(),
         observer: &progress,
         resources: &resources,
+        every_response: pack.every_response.as_ref(),
     };
     let root = runner.run(&plan);
     let leftovers = runner.clean_up();
-    if tty && !args.quiet {
-        eprint!("\r\x1b[2K");
-    }
+    progress.finish();
     let cases = root.cases();
     let result = RunResult {
         apis: roll_up_apis(&plan.apis, &cases),
@@ -305,29 +315,25 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         parallel: config.parallel,
     };
     let dir = PathBuf::from(&config.results_dir);
-    let written = report::write(
-        &dir,
-        "results.yaml",
-        &report::yaml::render(&result),
-        &redactor,
-    )
-    .and_then(|()| {
-        report::write(
-            &dir,
-            "junit.xml",
-            &report::junit::render(&result),
-            &redactor,
-        )
-    });
+    let written = report::write_all(&dir, &result, &redactor);
     println!(
         "{}",
-        redactor.scrub(&report::console::summary(&result, color))
+        redactor.scrub(&report::console::summary(
+            &result,
+            colors(std::io::stdout().is_terminal())
+        ))
     );
     if let Err(e) = written {
         eprintln!("error: cannot write results to {}: {e}", dir.display());
         return Ok(EXIT_RUNTIME);
     }
-    eprintln!("Results written to {}", dir.display());
+    if !args.quiet {
+        eprintln!(
+            "Results written to {}: {}",
+            dir.display(),
+            report::FILES.join(", ")
+        );
+    }
     let status = result.status();
     Ok(if status == Status::Error {
         EXIT_RUNTIME
@@ -338,39 +344,9 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     })
 }
 
-struct Progress {
-    total: usize,
-    done: std::sync::atomic::AtomicUsize,
-    tty: bool,
-    quiet: bool,
-    verbose: bool,
-    redactor: Redactor,
-}
-
-impl Observer for Progress {
-    fn group_started(&self, node: &PlanNode<'_>) {
-        if self.tty && !self.quiet {
-            let done = self.done.load(std::sync::atomic::Ordering::Relaxed);
-            eprint!("\r\x1b[2K[{done}/{}] {}", self.total, node.id);
-        }
-    }
-
-    fn case_finished(&self, case: &crate::results::CaseResult) {
-        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if self.quiet {
-            return;
-        }
-        if self.verbose {
-            for e in &case.exchanges {
-                eprintln!("{}", self.redactor.scrub(&report::console::exchange(e)));
-            }
-        }
-        if self.tty {
-            eprint!("\r\x1b[2K[{done}/{}] {}", self.total, case.id);
-        } else if matches!(case.status, Status::Fail | Status::Error) || self.verbose {
-            eprintln!("[{done}/{}] {} {}", self.total, case.status, case.id);
-        }
-    }
+/// Colours on a terminal unless `NO_COLOR` is set (to anything but the empty string).
+fn colors(tty: bool) -> bool {
+    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn now_rfc3339() -> String {
@@ -472,6 +448,28 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
         eprint!("{}", diags.render());
         eprintln!("{} problem(s) found", diags.0.len());
         Ok(EXIT_BAD_INPUT)
+    }
+}
+
+fn compare(args: &CompareArgs) -> i32 {
+    let loaded = report::compare::load(&args.old)
+        .and_then(|old| report::compare::load(&args.new).map(|new| (old, new)));
+    let (old, new) = match loaded {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let c = report::compare::compare(&old, &new);
+    print!(
+        "{}",
+        report::compare::render(&c, &old, &new, colors(std::io::stdout().is_terminal()))
+    );
+    if c.regressions() > 0 {
+        EXIT_FAIL
+    } else {
+        EXIT_OK
     }
 }
 

@@ -24,8 +24,6 @@ pub enum Kind {
     List,
     /// Non-negative integer.
     Int,
-    /// Positive integer (a number of seconds that cannot be 0).
-    Positive,
     /// One of enabled / insecure / disabled.
     Tls,
 }
@@ -96,7 +94,7 @@ keys! {
     "roData.manifests", "OCI_RO_DATA_MANIFESTS", List, "read-only mode: existing manifest digests";
     "roData.blobs", "OCI_RO_DATA_BLOBS", List, "read-only mode: existing blob digests";
     "roData.referrers", "OCI_RO_DATA_REFERRERS", List, "read-only mode: subjects to list referrers of";
-    "requestTimeout", "OCI_REQUEST_TIMEOUT", Positive, "seconds one request may take (oci-conform)";
+    "requestTimeout", "OCI_REQUEST_TIMEOUT", Int, "seconds one request may take (oci-conform)";
     "seed", "OCI_SEED", Int, "content seed; the same seed reproduces a run (oci-conform)";
     "parallel", "OCI_PARALLEL", Int, "independent groups run at once (oci-conform)";
     "tlsCAFile", "OCI_TLS_CA_FILE", Str, "extra CA certificate (PEM) trusted with tls=enabled (oci-conform)";
@@ -384,13 +382,7 @@ pub fn parse_value(kind: Kind, text: &str, origin: &str) -> Result<J, String> {
             .parse::<u64>()
             .map(J::from)
             .map_err(|_| format!("{origin}: `{text}` is not a non-negative integer")),
-        Kind::Positive => text
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(J::from)
-            .ok_or_else(|| format!("{origin}: `{text}` is not a positive integer")),
+
         Kind::Tls => match text.to_lowercase().as_str() {
             "enabled" | "insecure" | "disabled" => Ok(J::from(text.to_lowercase())),
             _ => Err(format!(
@@ -400,12 +392,26 @@ pub fn parse_value(kind: Kind, text: &str, origin: &str) -> Result<J, String> {
     }
 }
 
+/// Integer keys with a lower bound above 0 (a timeout of 0 seconds means nothing).
+const MINIMUM: &[(&str, u64)] = &[("requestTimeout", 1)];
+
+/// Checks a parsed value against its key's lower bound; `origin` names where it came from.
+fn check_minimum(path: &str, value: &J, origin: &str) -> Result<(), String> {
+    match (MINIMUM.iter().find(|(p, _)| *p == path), value.as_u64()) {
+        (Some((_, min)), Some(n)) if n < *min => {
+            Err(format!("{origin}: `{n}` is below the minimum of {min}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The `OCI_*` variables as a JSON layer (empty values count as unset).
 pub fn from_env(env: &IndexMap<String, String>) -> Result<J, Diagnostic> {
     let mut out = json!({});
     for key in KEYS {
         if let Some(v) = env.get(key.env).filter(|v| !v.is_empty()) {
             let parsed = parse_value(key.kind, v, key.env)
+                .and_then(|p| check_minimum(key.path, &p, key.env).map(|()| p))
                 .map_err(|m| Diagnostic::new(Pos::default(), m))?;
             set_path(&mut out, key.path, parsed);
         }
@@ -553,7 +559,6 @@ fn walk_file(node: &crate::yaml::Node, prefix: &str, out: &mut J) -> Result<(), 
                 ),
                 (Y::Bool(b), Kind::Bool) => J::from(*b),
                 (Y::Int(i), Kind::Int) if *i >= 0 => J::from(*i),
-                (Y::Int(i), Kind::Positive) if *i > 0 => J::from(*i),
                 (Y::Seq(_) | Y::Map(_), _) => {
                     return Err(Diagnostic::new(
                         v.pos.clone(),
@@ -567,6 +572,8 @@ fn walk_file(node: &crate::yaml::Node, prefix: &str, out: &mut J) -> Result<(), 
                 _ => parse_value(key.kind, &v.scalar_text(), &format!("`{path}`"))
                     .map_err(|m| Diagnostic::new(v.pos.clone(), m))?,
             };
+            check_minimum(&path, &value, &format!("`{path}`"))
+                .map_err(|m| Diagnostic::new(v.pos.clone(), m))?;
             set_path(out, &path, value);
         } else if KEYS
             .iter()
@@ -609,7 +616,6 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Bool => "true or false",
         Kind::List => "a list",
         Kind::Int => "an integer",
-        Kind::Positive => "a positive integer",
         Kind::Tls => "enabled, insecure or disabled",
     }
 }
@@ -635,7 +641,9 @@ pub fn parse_overrides(items: &[String]) -> Result<J, Diagnostic> {
                 }
                 d
             })?;
-        let v = parse_value(key.kind, v, &format!("--set {k}"))
+        let origin = format!("--set {k}");
+        let v = parse_value(key.kind, v, &origin)
+            .and_then(|p| check_minimum(key.path, &p, &origin).map(|()| p))
             .map_err(|m| Diagnostic::new(Pos::default(), m))?;
         set_path(&mut out, key.path, v);
     }

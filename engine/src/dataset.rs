@@ -308,7 +308,7 @@ fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec,
         }
         Some(_) => {
             diags.push(Diagnostic::new(
-                node.pos.clone(),
+                node.get("for_each").unwrap_or(node).pos.clone(),
                 "`for_each` takes exactly one `name: expression` entry",
             ));
             None
@@ -576,7 +576,7 @@ impl Generator<'_, '_> {
                 .collect(),
         );
         for item in &spec.items {
-            let iterations: Vec<Option<(String, Value)>> = match &item.for_each {
+            let iterations: Vec<Option<(String, Value, usize)>> = match &item.for_each {
                 None => vec![None],
                 Some((var, e)) => {
                     let list = e.eval(&scope.context())?;
@@ -587,12 +587,18 @@ impl Generator<'_, '_> {
                                 format!("`for_each` needs a list: {err}"),
                             )
                         })?
-                        .map(|v| Some((var.clone(), v)))
+                        .enumerate()
+                        .map(|(i, v)| Some((var.clone(), v, i)))
                         .collect()
                 }
             };
             for binding in iterations {
-                let s = Scope::child(&scope, binding.into_iter().collect());
+                // The item and its position (`index`, from 0) are visible to the item.
+                let vars = binding
+                    .into_iter()
+                    .flat_map(|(k, v, i)| [(k, v), ("index".to_string(), Value::from(i))])
+                    .collect();
+                let s = Scope::child(&scope, vars);
                 if let Some(w) = &item.when {
                     if !w.truthy(&s.context())? {
                         continue;
@@ -622,6 +628,18 @@ impl Generator<'_, '_> {
             (false, true) => prefix.to_string(),
             (false, false) => format!("{prefix}/{local}"),
         };
+        // Random values are seeded per item path, so they do not depend on evaluation order.
+        let rng = Arc::new(RngObject(Mutex::new(Rng::from_label(&format!(
+            "{}/{}/{full}",
+            self.cx.seed, self.dataset
+        )))));
+        let scope = Scope::child(
+            scope,
+            [("rng".to_string(), Value::from_dyn_object(rng))]
+                .into_iter()
+                .collect(),
+        );
+        let ctx = scope.context();
         if let Some((recipe, with)) = &item.uses {
             let mut given = IndexMap::new();
             for (k, v) in with {
@@ -643,17 +661,6 @@ impl Generator<'_, '_> {
                 format!("duplicate item name `{full}`"),
             ));
         }
-        let rng = Arc::new(RngObject(Mutex::new(Rng::from_label(&format!(
-            "{}/{}/{full}",
-            self.cx.seed, self.dataset
-        )))));
-        let scope = Scope::child(
-            scope,
-            [("rng".to_string(), Value::from_dyn_object(rng))]
-                .into_iter()
-                .collect(),
-        );
-        let ctx = scope.context();
         let algorithm = match &item.algorithm {
             Some(a) => a.render(&ctx)?,
             None => scope
@@ -670,12 +677,15 @@ impl Generator<'_, '_> {
             )
         })?;
         let size = content.len();
-        let inline = (size <= MAX_INLINE).then(|| {
+        // Both digests of in-memory items (scenarios accept either algorithm in digest headers);
+        // streamed items only get their own: hashing gigabytes twice is not worth it.
+        let inline = content.bytes().is_some().then(|| {
             let digests = ["sha256", "sha512"]
                 .iter()
                 .filter_map(|a| digest_of(a).map(|d| (a.to_string(), Value::from(d))));
             let b64 = content
                 .bytes()
+                .filter(|b| b.len() as u64 <= MAX_INLINE)
                 .map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_slice()));
             (map_value(digests.collect::<Vec<_>>()), b64)
         });
@@ -714,6 +724,7 @@ impl Generator<'_, '_> {
             ("digest".into(), Value::from(digest.as_str())),
             ("size".into(), Value::from(size)),
             ("length".into(), Value::from(content.len())),
+            ("corrupt".into(), Value::from(content.len() != size)),
             (
                 "mediaType".into(),
                 media_type.clone().map_or(Value::from(()), Value::from),

@@ -100,14 +100,31 @@ pub fn status_set(spec: &ValueTmpl, ctx: &Value) -> Result<Vec<u16>, Diagnostic>
         serde_json::Value::Array(items) => items,
         other => vec![other],
     };
-    list.iter()
-        .map(|x| {
-            x.as_u64()
-                .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
-                .and_then(|n| u16::try_from(n).ok())
-                .ok_or_else(|| Diagnostic::new(spec.pos(), format!("`{x}` is not a status code")))
-        })
-        .collect()
+    let mut codes = Vec::new();
+    for x in &list {
+        // A class such as "4xx" stands for all its codes.
+        if let Some(class) = x
+            .as_str()
+            .and_then(|s| s.trim().strip_suffix("xx"))
+            .and_then(|d| d.parse::<u16>().ok())
+            .filter(|d| (1..=5).contains(d))
+        {
+            codes.extend(class * 100..class * 100 + 100);
+            continue;
+        }
+        let code = x
+            .as_u64()
+            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| {
+                Diagnostic::new(
+                    spec.pos(),
+                    format!("`{x}` is not a status code (or a class such as 4xx)"),
+                )
+            })?;
+        codes.push(code);
+    }
+    Ok(codes)
 }
 
 /// Runs every header, body and assertion check of `expect` (the status is checked by the runner).
@@ -391,6 +408,7 @@ fn body_checks(
     if b.json.is_some() || b.schema.is_some() {
         let parsed = match json {
             Some(Ok(v)) => Some(v),
+            Some(Err(_)) if b.if_json => None,
             Some(Err(e)) => {
                 out.push(mk(
                     false,

@@ -77,7 +77,8 @@ impl ReqBody {
         self.len() == 0
     }
 
-    fn reader(&self) -> Box<dyn Read + Send> {
+    /// A reader over the bytes this body sends.
+    pub fn reader(&self) -> Box<dyn Read + Send> {
         match self {
             ReqBody::None => Box::new(std::io::empty()),
             ReqBody::Bytes(b) => Box::new(std::io::Cursor::new(b.as_ref().clone())),
@@ -269,6 +270,9 @@ pub struct Exchange {
     /// Why the engine sent it (redirect, token request), when not the scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The body as sent (shared, not copied), so reports can write it out for reproduction.
+    #[serde(skip)]
+    pub sent_body: ReqBody,
 }
 
 /// A transport failure.
@@ -475,6 +479,7 @@ impl Client {
             },
             chunked,
             note: note.map(String::from),
+            sent_body: body.clone(),
             ..Exchange::default()
         };
         let mut builder = http::Request::builder().method(method).uri(url);
@@ -893,6 +898,39 @@ fn canonical_header(name: &str) -> String {
         .replace("Www-", "WWW-")
 }
 
+/// `Link` header values (RFC 8288) as `(rel, target)` pairs, e.g. `<url>; rel="next"`.
+/// Targets are returned as written; a link without `rel` is left out.
+pub fn parse_links(values: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for value in values {
+        let mut rest = *value;
+        while let Some(start) = rest.find('<') {
+            let Some(end) = rest[start..].find('>') else {
+                break;
+            };
+            let target = rest[start + 1..start + end].trim().to_string();
+            let after = &rest[start + end + 1..];
+            let params_end = after
+                .find(",")
+                .filter(|i| !after[..*i].contains('<'))
+                .map_or(after.len(), |i| i);
+            let next_link = after.find('<').unwrap_or(after.len());
+            let params = &after[..params_end.min(next_link)];
+            for p in params.split(';') {
+                if let Some((k, v)) = p.split_once('=') {
+                    if k.trim().eq_ignore_ascii_case("rel") {
+                        for rel in v.trim().trim_matches('"').split_whitespace() {
+                            out.push((rel.to_ascii_lowercase(), target.clone()));
+                        }
+                    }
+                }
+            }
+            rest = &after[next_link..];
+        }
+    }
+    out
+}
+
 /// `scheme://host:port` of a URL (lower-case, default ports made explicit), the unit
 /// credentials are scoped to.
 fn origin_of(url: &str) -> String {
@@ -1016,6 +1054,19 @@ fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_link_headers() {
+        let l = parse_links(&[r#"</v2/r/tags/list?n=2&last=b>; rel="next""#]);
+        assert_eq!(
+            l,
+            vec![("next".to_string(), "/v2/r/tags/list?n=2&last=b".to_string())]
+        );
+        let l = parse_links(&[r#"<a>; rel=prev, <b>; rel="next last""#]);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[1], ("next".to_string(), "b".to_string()));
+        assert!(parse_links(&["<x>; title=none"]).is_empty());
+    }
 
     #[test]
     fn header_names_display_canonically() {

@@ -20,5 +20,6 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;
+pub mod schema;
 pub mod template;
 pub mod yaml;

@@ -1,13 +1,16 @@
 //! `oci-conform lint`: loads packs and files the way `run` does, without a registry, and
 //! reports every problem with its position — YAML syntax, unknown keys, wrong types, template
-//! syntax, `use` paths, and anything planning with the default configuration runs into.
+//! syntax, `use` paths, anything planning with the default configuration runs into — and
+//! checks every file it loaded against its JSON Schema in `schemas/`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config;
 use crate::diag::{Diagnostic, Diagnostics, Pos};
-use crate::pack;
+use crate::pack::{self, Loader};
 use crate::plan;
+use crate::schema::{self, FormatSchemas};
+use crate::yaml;
 
 /// Checks a pack folder or a single scenario/dataset file.
 pub fn check(target: &Path) -> Diagnostics {
@@ -19,7 +22,7 @@ pub fn check(target: &Path) -> Diagnostics {
         };
         return check_pack(&dir);
     }
-    let mut loader = pack::Loader::default();
+    let mut loader = Loader::default();
     let from = Pos::file(target);
     let is_dataset = target.components().any(|c| c.as_os_str() == "datasets");
     let result = if is_dataset {
@@ -27,25 +30,31 @@ pub fn check(target: &Path) -> Diagnostics {
     } else {
         loader.node_file(target, &from).map(|_| ())
     };
-    let mut diags = loader.diags;
+    let mut diags = std::mem::take(&mut loader.diags);
     if let Err(d) = result {
         if !d.message.starts_with('\u{0}') {
             diags.push(d);
         }
     }
-    diags
+    with_schema_problems(diags, &loader, &schemas_near(target))
 }
 
 fn check_pack(dir: &Path) -> Diagnostics {
-    let pack = match pack::load(dir) {
-        Ok(p) => p,
-        Err(d) => return d,
+    let mut loader = Loader::default();
+    let (diags, schemas_dir) = match pack::load_with(dir, &mut loader) {
+        Ok(pack) => (plan_problems(&pack, dir), pack.schemas_dir),
+        Err(d) => (d, declared_schemas(dir)),
     };
+    with_schema_problems(diags, &loader, &schemas_dir)
+}
+
+/// What planning the pack with the default configuration runs into.
+fn plan_problems(pack: &pack::Pack, dir: &Path) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let sources = config::Sources::default();
     match config::resolve(&sources, &pack.defaults, &pack.spec_version) {
         Ok(cfg) => {
-            if let Err(d) = plan::build(&pack, &cfg, &[], 1) {
+            if let Err(d) = plan::build(pack, &cfg, &[], 1) {
                 diags.push(d);
             }
         }
@@ -53,6 +62,50 @@ fn check_pack(dir: &Path) -> Diagnostics {
             Pos::file(&dir.join("pack.yaml")),
             format!("defaults: {}", d.message),
         )),
+    }
+    diags
+}
+
+/// The schemas folder a pack that failed to load declares (or the default one).
+fn declared_schemas(dir: &Path) -> PathBuf {
+    let node = yaml::load(&dir.join("pack.yaml")).ok();
+    let declared = node
+        .as_ref()
+        .and_then(|n| n.get("schemas"))
+        .and_then(yaml::Node::as_str);
+    pack::schemas_dir(dir, declared)
+}
+
+/// The schemas folder for a single file: the nearest `schemas/` above it that holds the
+/// format schemas, else the one next to the specs folder.
+fn schemas_near(file: &Path) -> PathBuf {
+    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    abs.ancestors()
+        .skip(1)
+        .map(|d| d.join("schemas"))
+        .find(|d| d.join(schema::SCENARIO).is_file())
+        .unwrap_or_else(|| pack::normalize(&pack::specs_dir(None).join("../schemas")))
+}
+
+/// Adds the schema problems of every file the loader read, except those the typed loader
+/// already reported at the same position (the typed message is the more specific one).
+fn with_schema_problems(mut diags: Diagnostics, loader: &Loader, dir: &Path) -> Diagnostics {
+    let mut schemas = FormatSchemas::new(dir);
+    let typed: Vec<Pos> = diags.0.iter().map(|d| d.pos.clone()).collect();
+    for file in &loader.files {
+        let Some(kind) = loader.kinds.get(file) else {
+            continue;
+        };
+        // A file that does not parse was already reported by the loader, with the position
+        // of the syntax error; there is no tree to check.
+        let Ok(node) = yaml::load(file) else {
+            continue;
+        };
+        for d in schemas.check(&node, *kind) {
+            if !typed.contains(&d.pos) && !diags.0.contains(&d) {
+                diags.push(d);
+            }
+        }
     }
     diags
 }

@@ -48,6 +48,8 @@ struct PackDef {
     vars: IndexMap<String, Raw>,
     #[serde(default)]
     schemas: Option<String>,
+    #[serde(default)]
+    every_response: Option<Raw>,
     items: Raw,
 }
 
@@ -83,6 +85,8 @@ struct DatasetRefDef {
     requires: Option<Located<String>>,
     #[serde(default)]
     group: Option<String>,
+    #[serde(default)]
+    report: Option<bool>,
 }
 
 /// A loaded, compiled pack.
@@ -114,6 +118,8 @@ pub struct Pack {
     pub root: NodeSpec,
     /// Where JSON Schemas for `expect.body.schema` live.
     pub schemas_dir: PathBuf,
+    /// Checks applied to every answer of the run (e.g. the Warning header rules).
+    pub every_response: Option<crate::scenario::ExpectSpec>,
     /// Every file the pack reads.
     pub files: Vec<PathBuf>,
     /// A digest over all those files, so results name the exact pack content.
@@ -135,8 +141,21 @@ pub struct DatasetRef {
     pub requires: Option<Expr>,
     /// Which flow iterates it (`sets` by default).
     pub group: String,
+    /// Whether its display name appears in the `data` map (official data sets only).
+    pub report: bool,
     /// Where the reference is written.
     pub pos: Pos,
+}
+
+/// What a file read by the loader holds, and so which schema it is written against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// `pack.yaml`.
+    Pack,
+    /// A scenario file (a node of the test tree).
+    Scenario,
+    /// A dataset or recipe file.
+    Dataset,
 }
 
 /// Loads scenario and dataset files once each, resolving `use:` paths.
@@ -149,9 +168,19 @@ pub struct Loader {
     pub diags: Diagnostics,
     /// Every file read, in order.
     pub files: Vec<PathBuf>,
+    /// The kind of each file in `files`.
+    pub kinds: HashMap<PathBuf, FileKind>,
 }
 
 impl Loader {
+    /// Records a file about to be read.
+    fn note(&mut self, path: &Path, kind: FileKind) {
+        if !self.files.iter().any(|f| f == path) {
+            self.files.push(path.to_path_buf());
+        }
+        self.kinds.insert(path.to_path_buf(), kind);
+    }
+
     fn path_from(&self, path: &str, from: &Pos) -> PathBuf {
         let base = from
             .file
@@ -161,7 +190,7 @@ impl Loader {
         normalize(&base.join(path))
     }
 
-    fn enter(&mut self, path: &Path, from: &Pos) -> Result<Node, Diagnostic> {
+    fn enter(&mut self, path: &Path, from: &Pos, kind: FileKind) -> Result<Node, Diagnostic> {
         if self.stack.iter().any(|p| p == path) {
             let chain: Vec<String> = self
                 .stack
@@ -180,9 +209,7 @@ impl Loader {
                 format!("no such file: {}", crate::diag::display_path(path)),
             ));
         }
-        if !self.files.contains(&path.to_path_buf()) {
-            self.files.push(path.to_path_buf());
-        }
+        self.note(path, kind);
         yaml::load(path)
     }
 
@@ -192,7 +219,7 @@ impl Loader {
         if let Some(n) = self.nodes.get(&path) {
             return Ok(n.clone());
         }
-        let node = self.enter(&path, from)?;
+        let node = self.enter(&path, from, FileKind::Scenario)?;
         self.stack.push(path.clone());
         let compiled = scenario::compile_node(&node, self);
         self.stack.pop();
@@ -219,7 +246,7 @@ impl Loader {
         if let Some(d) = self.datasets.get(&path) {
             return Ok(d.clone());
         }
-        let node = self.enter(&path, from)?;
+        let node = self.enter(&path, from, FileKind::Dataset)?;
         self.stack.push(path.clone());
         let compiled = dataset::compile(&node, self);
         self.stack.pop();
@@ -278,14 +305,17 @@ pub fn normalize(path: &Path) -> PathBuf {
 
 /// Loads the pack in `dir` (which holds `pack.yaml`).
 pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
+    load_with(dir, &mut Loader::default())
+}
+
+/// Loads the pack in `dir` with `loader`, which keeps the list of files read (and their kinds)
+/// even when loading fails, so `lint` can check each of them against its schema.
+pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
     let dir = normalize(&absolute(dir));
     let file = dir.join("pack.yaml");
+    loader.note(&file, FileKind::Pack);
     let node = yaml::load(&file).map_err(Diagnostics::from)?;
     let def: PackDef = from_node(&node).map_err(Diagnostics::from)?;
-    let mut loader = Loader {
-        files: vec![file.clone()],
-        ..Loader::default()
-    };
     let mut diags = Diagnostics::default();
     if def.schema_version.is_some_and(|v| v != 1) {
         diags.push(Diagnostic::new(
@@ -337,6 +367,7 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
                 .as_ref()
                 .and_then(|r| Expr::new(&r.value, &r.pos).map_err(|e| diags.push(e)).ok()),
             group: d.group.clone().unwrap_or_else(|| "sets".into()),
+            report: d.report.unwrap_or(true),
             pos: d.use_.pos.clone(),
         });
     }
@@ -363,12 +394,22 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
             (Node::synthetic(Y::Str("items".into())), def.items.0.clone()),
         ]),
     };
-    let root = match scenario::compile_node(&root_node, &mut loader) {
+    let root = match scenario::compile_node(&root_node, loader) {
         Ok(r) => Some(r),
         Err(d) => {
             loader.record(d);
             None
         }
+    };
+    let every_response = match &def.every_response {
+        Some(raw) => match scenario::compile_expect(&raw.0) {
+            Ok(e) => Some(e),
+            Err(d) => {
+                diags.0.extend(d.0);
+                None
+            }
+        },
+        None => None,
     };
     diags.0.extend(loader.diags.0.drain(..));
     let Some(root) = root.filter(|_| diags.is_empty()) else {
@@ -379,7 +420,7 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
         .defaults
         .as_ref()
         .map_or(serde_json::json!({}), |d| d.0.to_json());
-    let schemas_dir = normalize(&dir.join(def.schemas.as_deref().unwrap_or("../../schemas")));
+    let schemas_dir = schemas_dir(&dir, def.schemas.as_deref());
     let digest = files_digest(&loader.files);
     Ok(Pack {
         dir,
@@ -395,9 +436,15 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
         vars,
         root,
         schemas_dir,
-        files: loader.files,
+        every_response,
+        files: loader.files.clone(),
         digest,
     })
+}
+
+/// The schemas folder of the pack in `dir`: its `schemas:` entry, else `../../schemas`.
+pub fn schemas_dir(dir: &Path, declared: Option<&str>) -> PathBuf {
+    normalize(&dir.join(declared.unwrap_or("../../schemas")))
 }
 
 fn files_digest(files: &[PathBuf]) -> String {

@@ -206,11 +206,15 @@ pub fn build<'p>(
         let name = d.name.clone().unwrap_or(name);
         let display = d.display.clone().unwrap_or(display);
         if !enabled {
-            data.push((display, Status::Disabled));
+            if d.report {
+                data.push((display, Status::Disabled));
+            }
             continue;
         }
         let ds = dataset::generate(&d.spec, Some(&name), Some(&display), &with, &gen)?;
-        data.push((display, Status::Unknown));
+        if d.report {
+            data.push((display, Status::Unknown));
+        }
         lists
             .entry(d.group.clone())
             .or_default()
@@ -325,8 +329,40 @@ impl<'p> Planner<'p> {
         }
     }
 
-    /// Expands one node (with its for_each and use sites) into planned nodes.
+    /// Expands one node, naming the node in any error (templates are shared by many nodes).
     fn expand(
+        &self,
+        spec: &'p NodeSpec,
+        scope: &Arc<Scope>,
+        parent: &Parent<'_>,
+        site: Site<'p>,
+        filtered: bool,
+    ) -> Result<Vec<PlanNode<'p>>, Diagnostic> {
+        self.expand_inner(spec, scope, parent, site, filtered)
+            .map_err(|mut d| {
+                if !d
+                    .hint
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("while planning")
+                {
+                    let within = if parent.path.is_empty() {
+                        "the root".to_string()
+                    } else {
+                        format!("`{}`", parent.path)
+                    };
+                    let item = describe_scope(scope);
+                    d.hint = Some(format!(
+                        "{}while planning {within}{item}",
+                        d.hint.map(|h| format!("{h}; ")).unwrap_or_default()
+                    ));
+                }
+                d
+            })
+    }
+
+    /// Expands one node (with its for_each and use sites) into planned nodes.
+    fn expand_inner(
         &self,
         spec: &'p NodeSpec,
         scope: &Arc<Scope>,
@@ -582,6 +618,29 @@ fn vars_below(scope: &Arc<Scope>, stop: &Arc<Scope>) -> IndexMap<String, Value> 
         }
     }
     out
+}
+
+/// The for_each items bound nearest to a scope, for error messages.
+fn describe_scope(scope: &Arc<Scope>) -> String {
+    let vars = scope.vars.lock().map(|v| v.clone()).unwrap_or_default();
+    let parts: Vec<String> = vars
+        .iter()
+        .take(3)
+        .map(|(k, v)| {
+            let shown = v
+                .get_attr("name")
+                .ok()
+                .filter(|n| !n.is_undefined())
+                .unwrap_or_else(|| v.clone())
+                .to_string();
+            format!("{k}={}", shown.chars().take(60).collect::<String>())
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }
 
 /// Renames a node's id and the ids below it (for repeated sibling names).

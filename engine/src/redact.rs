@@ -110,6 +110,32 @@ impl Redactor {
         }
         out
     }
+
+    /// Replaces every known secret in raw bytes (request bodies written next to reports).
+    pub fn scrub_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        let Ok(secrets) = self.secrets.read() else {
+            return bytes.to_vec();
+        };
+        let mut out = bytes.to_vec();
+        for s in secrets.iter().map(String::as_bytes) {
+            if s.is_empty() || !out.windows(s.len()).any(|w| w == s) {
+                continue;
+            }
+            let mut next = Vec::with_capacity(out.len());
+            let mut i = 0;
+            while i < out.len() {
+                if out[i..].starts_with(s) {
+                    next.extend_from_slice(MASK.as_bytes());
+                    i += s.len();
+                } else {
+                    next.push(out[i]);
+                    i += 1;
+                }
+            }
+            out = next;
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -136,5 +162,20 @@ mod tests {
             "{out}"
         );
         assert_eq!(out, "pw=*** auth=Basic *** bearer ***");
+    }
+
+    #[test]
+    fn scrub_bytes_keeps_binary_and_removes_secrets() {
+        let r = Redactor::default();
+        r.add("s3cret-pw");
+        let mut body = vec![0u8, 0xff, 0x10];
+        body.extend_from_slice(b"s3cret-pw");
+        body.push(0x80);
+        assert_eq!(
+            r.scrub_bytes(&body),
+            [0u8, 0xff, 0x10, b'*', b'*', b'*', 0x80]
+        );
+        let clean = [1u8, 2, 3, 0xfe];
+        assert_eq!(r.scrub_bytes(&clean), clean);
     }
 }

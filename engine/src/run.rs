@@ -83,6 +83,8 @@ pub struct Runner<'a> {
     pub observer: &'a dyn Observer,
     /// What the run created, for the final cleanup.
     pub resources: &'a Resources,
+    /// Checks every answer must pass, whatever the step (the pack's `everyResponse`).
+    pub every_response: Option<&'a crate::scenario::ExpectSpec>,
 }
 
 /// Whether a step sequence goes on.
@@ -346,21 +348,14 @@ impl Runner<'_> {
     }
 
     fn step(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
-        let ctx = frame.context();
-        if let Some(w) = &step.when {
-            match w.truthy(&ctx) {
-                Ok(true) => {}
-                Ok(false) => return Flow::Continue,
-                Err(d) => {
-                    st.scenario_error(&d);
-                    return Flow::Stop;
-                }
-            }
-        }
         let Some((var, list)) = &step.for_each else {
-            return self.step_body(step, frame, st);
+            return match self.holds(step, frame, st) {
+                Some(true) => self.step_body(step, frame, st),
+                Some(false) => Flow::Continue,
+                None => Flow::Stop,
+            };
         };
-        let items = match list.eval(&ctx) {
+        let items = match list.eval(&frame.context()) {
             Ok(v) => v,
             Err(d) => {
                 st.scenario_error(&d);
@@ -374,13 +369,34 @@ impl Runner<'_> {
             ));
             return Flow::Stop;
         };
+        // With a loop, `when` is checked for each item, after earlier items ran.
         for item in iter {
             let f = Scope::child(frame, [(var.clone(), item)].into_iter().collect());
-            if self.step_body(step, &f, st) == Flow::Stop {
-                return Flow::Stop;
+            match self.holds(step, &f, st) {
+                Some(true) => {
+                    if self.step_body(step, &f, st) == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                }
+                Some(false) => {}
+                None => return Flow::Stop,
             }
         }
         Flow::Continue
+    }
+
+    /// Evaluates a step's `when` (None: the condition itself failed, which stops the case).
+    fn holds(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Option<bool> {
+        let Some(w) = &step.when else {
+            return Some(true);
+        };
+        match w.truthy(&frame.context()) {
+            Ok(b) => Some(b),
+            Err(d) => {
+                st.scenario_error(&d);
+                None
+            }
+        }
     }
 
     fn step_body(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
@@ -709,9 +725,8 @@ impl Runner<'_> {
                     return Flow::Stop;
                 }
             }
-            if self.captures(&u.capture, &ctx, st).is_err()
-                || self.captures(&step.capture, &ctx, st).is_err()
-            {
+            // Only the alternative's own captures: the step's describe the expected answer.
+            if self.captures(&u.capture, &ctx, st).is_err() {
                 return Flow::Stop;
             }
             for s in &u.then {
@@ -726,11 +741,7 @@ impl Runner<'_> {
             match expect::status_set(&s.value, &ctx) {
                 Ok(codes) if !codes.contains(&resp.status) => {
                     let detail = error_detail(resp, json.as_ref().ok());
-                    let want = if codes.len() == 1 {
-                        codes[0].to_string()
-                    } else {
-                        format!("one of {codes:?}")
-                    };
+                    let want = describe_codes(&codes);
                     st.finding(
                         level,
                         format!(
@@ -771,6 +782,23 @@ impl Runner<'_> {
             Err(d) => {
                 st.scenario_error(&d);
                 return Flow::Stop;
+            }
+        }
+        if let Some(every) = self.every_response {
+            let env = CheckEnv {
+                ctx: &ctx,
+                store: self.store,
+                schemas: self.schemas,
+                level: Level::Must,
+                req: &[],
+            };
+            match expect::check(every, Some(resp), Some(&json), &env) {
+                Ok(checks) => {
+                    for c in checks.into_iter().filter(|c| !c.ok) {
+                        st.finding(c.level, format!("{what}: {}", c.message), &c.pos, c.req);
+                    }
+                }
+                Err(d) => st.scenario_error(&d),
             }
         }
         if self.captures(&step.capture, &ctx, st).is_err() {
@@ -814,6 +842,33 @@ impl CaseState {
             cleanup: false,
             declined: 0,
         }
+    }
+}
+
+/// Accepted codes for messages: "201", "one of [202, 404]", "4xx".
+fn describe_codes(codes: &[u16]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < codes.len() {
+        let c = codes[i];
+        if c % 100 == 0
+            && codes.len() >= i + 100
+            && codes[i..i + 100]
+                .iter()
+                .enumerate()
+                .all(|(k, x)| *x == c + k as u16)
+        {
+            parts.push(format!("{}xx", c / 100));
+            i += 100;
+        } else {
+            parts.push(c.to_string());
+            i += 1;
+        }
+    }
+    if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        format!("one of [{}]", parts.join(", "))
     }
 }
 
@@ -884,6 +939,7 @@ fn response_frame(
             .push(v.clone());
     }
     let location = resp.header("location").map(|l| resolve_url(&resp.url, l));
+    let links = crate::http::parse_links(&resp.header_all("link"));
     let text = if resp.body_complete() {
         std::str::from_utf8(&resp.body).ok().map(String::from)
     } else {
@@ -891,6 +947,14 @@ fn response_frame(
     };
     let value = map_value([
         ("status", Value::from(resp.status)),
+        (
+            "links",
+            map_value(
+                links
+                    .into_iter()
+                    .map(|(rel, target)| (rel, Value::from(resolve_url(&resp.url, &target)))),
+            ),
+        ),
         ("url", Value::from(resp.url.as_str())),
         (
             "headers",

@@ -196,6 +196,8 @@ struct BodyExpectDef {
     #[serde(default)]
     schema: Option<Located<String>>,
     #[serde(default)]
+    if_json: Option<bool>,
+    #[serde(default)]
     level: Option<Level>,
     #[serde(default)]
     req: Vec<String>,
@@ -466,6 +468,8 @@ pub struct BodyExpectSpec {
     pub json: Option<Vec<(String, MatcherSpec)>>,
     /// A JSON Schema file (in `schemas/`) the body must validate against.
     pub schema: Option<Located<String>>,
+    /// Apply `json`/`schema` only when the body is JSON (e.g. 4xx bodies MAY be any format).
+    pub if_json: bool,
     /// Level of the body checks.
     pub level: Option<Level>,
     /// Requirement ids.
@@ -535,6 +539,17 @@ pub struct UnsupportedSpec {
     pub capture: Vec<(String, ValueTmpl)>,
 }
 
+/// Compiles a standalone `expect` block (the pack's `every_response`).
+pub fn compile_expect(node: &Node) -> Result<ExpectSpec, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let def: Option<ExpectDef> = ok(&mut diags, from_node(node));
+    let spec = def.map(|d| expect_spec(&d, &mut diags));
+    match spec {
+        Some(s) if diags.is_empty() => Ok(s),
+        _ => Err(diags),
+    }
+}
+
 /// Resolves `use:` paths to compiled nodes (implemented by the pack loader).
 pub trait Resolver {
     /// Loads the node `path` refers to, relative to the file at `from`.
@@ -588,13 +603,14 @@ fn values(diags: &mut Diagnostics, m: &IndexMap<String, Raw>) -> Vec<(String, Va
 fn for_each(
     diags: &mut Diagnostics,
     m: &Option<IndexMap<String, Located<String>>>,
-    pos: &Pos,
+    node: &Node,
 ) -> Option<(String, Expr)> {
     let m = m.as_ref()?;
     if m.len() != 1 {
+        let at = node.get("for_each").unwrap_or(node);
         diags.push(
             Diagnostic::new(
-                pos.clone(),
+                at.pos.clone(),
                 "`for_each` takes exactly one `name: expression` entry",
             )
             .with_hint("for example `for_each: { blob: dataset.blobs }`"),
@@ -733,7 +749,7 @@ fn node_spec(
         skip_unless: def.skip_unless.as_ref().and_then(|w| expr(diags, w)),
         skip_reason: def.skip_reason.as_ref().and_then(|w| tmpl(diags, w)),
         requires: def.requires.as_ref().and_then(|w| expr(diags, w)),
-        for_each: for_each(diags, &def.for_each, &node.pos),
+        for_each: for_each(diags, &def.for_each, node),
         vars: values(diags, &def.vars),
         data: def.data.as_ref().and_then(|d| tmpl(diags, d)),
         api,
@@ -790,7 +806,7 @@ fn step_spec(node: &Node, diags: &mut Diagnostics) -> Option<StepSpec> {
         name: def.name.as_ref().and_then(|n| tmpl(diags, n)),
         pos,
         when: def.when.as_ref().and_then(|w| expr(diags, w)),
-        for_each: for_each(diags, &def.for_each, &node.pos),
+        for_each: for_each(diags, &def.for_each, node),
         set: values(diags, &def.set),
         request,
         expect,
@@ -908,22 +924,23 @@ fn expect_spec(def: &ExpectDef, diags: &mut Diagnostics) -> ExpectSpec {
                 empty: b.empty,
                 text: b.text.as_ref().and_then(|c| tmpl(diags, c)),
                 json: b.json.as_ref().map(|j| {
-                    for k in j.keys() {
+                    for (k, v) in j {
                         if !(k.is_empty() || k.starts_with('/')) {
                             diags.push(
-                            Diagnostic::new(
-                                body_pos.clone(),
-                                format!("JSON pointer `{k}` must start with `/`"),
-                            )
-                            .with_hint(
-                                "write `/tags` for the `tags` field, `` (empty) for the whole body",
-                            ),
-                        );
+                                Diagnostic::new(
+                                    v.0.pos.clone(),
+                                    format!("JSON pointer `{k}` must start with `/`"),
+                                )
+                                .with_hint(
+                                    "write `/tags` for the `tags` field, `` (empty) for the whole body",
+                                ),
+                            );
                         }
                     }
                     matchers(diags, j)
                 }),
                 schema: b.schema.clone(),
+                if_json: b.if_json.unwrap_or(false),
                 level: b.level,
                 req: b.req.clone(),
                 pos: b

@@ -40,8 +40,10 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_filter("sort_lexical", filter_sort_lexical);
     env.add_filter("split_list", filter_split_list);
     env.add_filter("dict_from", filter_dict_from);
+    env.add_filter("map_format", filter_map_format);
     env.add_filter("omit", filter_omit);
     env.add_filter("merge", filter_merge);
+    env.add_test("matching", test_matching);
     env.add_function("urljoin", fn_urljoin);
     env.add_function("chunks", fn_chunks);
     env.add_function("repeat", fn_repeat);
@@ -565,6 +567,17 @@ pub fn resolve_url(base: &str, reference: &str) -> String {
     format!("{scheme}://{authority}{dir}{reference}")
 }
 
+/// `value is matching('^[A-Z_]+$')`: the whole value matches the regular expression.
+fn test_matching(value: String, pattern: String) -> Result<bool, MjError> {
+    let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+        MjError::new(
+            ErrorKind::InvalidOperation,
+            format!("invalid regular expression: {e}"),
+        )
+    })?;
+    Ok(re.is_match(&value))
+}
+
 fn fn_urljoin(base: String, reference: String) -> String {
     resolve_url(&base, &reference)
 }
@@ -687,6 +700,15 @@ fn filter_split_list(v: Value) -> Result<Value, MjError> {
         );
     }
     Ok(Value::from(out))
+}
+
+/// Formats each item of a list into a pattern, `{}` marking where the item goes.
+fn filter_map_format(v: Value, pattern: String) -> Result<Value, MjError> {
+    Ok(Value::from(
+        v.try_iter()?
+            .map(|i| pattern.replace("{}", &i.to_string()))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Builds a mapping from a list of keys and one value or a list of values.

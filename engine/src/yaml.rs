@@ -86,6 +86,7 @@ impl Node {
     }
 
     /// Follows a JSON pointer (`/a/0/b`) through the tree, returning the deepest node reached.
+    /// Keys compare by their text, as [`Node::to_json`] writes them (`200:` is `/200`).
     pub fn locate(&self, pointer: &str) -> &Node {
         let mut node = self;
         for raw in pointer.split('/').skip(1) {
@@ -93,7 +94,7 @@ impl Node {
             let next = match &node.value {
                 Value::Map(entries) => entries
                     .iter()
-                    .find(|(k, _)| k.as_str() == Some(part.as_str()))
+                    .find(|(k, _)| k.scalar_text() == part)
                     .map(|(_, v)| v),
                 Value::Seq(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
                 _ => None,
@@ -111,7 +112,7 @@ impl Node {
         match &self.value {
             Value::Map(entries) => entries
                 .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
+                .find(|(k, _)| k.scalar_text() == key)
                 .map(|(k, _)| &k.pos),
             _ => None,
         }
@@ -186,9 +187,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Node, Diagnostic> {
 fn parse_here(path: &Path, text: &str) -> Result<Node, Diagnostic> {
     let file = Arc::new(path.to_path_buf());
     CURRENT_FILE.with(|c| *c.borrow_mut() = Some(file.clone()));
+    // YAML 1.2 booleans only: `n`, `y`, `yes`, `on` stay strings (a query key `n` is a key).
     // Flow collections (`[[[…]]]`) get the same depth limit as block ones, so no input
     // nests deep enough to exhaust the stack of the recursive readers that follow.
     let options = serde_saphyr::options! {
+        strict_booleans: true,
         budget: serde_saphyr::budget! { flow_nesting_limit: 64 },
     };
     let result = serde_saphyr::from_str_with_options::<Node>(text, options);
@@ -325,6 +328,28 @@ mod tests {
         assert_eq!(x.as_str(), Some("y"));
         assert_eq!((x.pos.line, x.pos.col), (3, 8));
         assert_eq!(n.key_pos("b").map(|p| p.line), Some(2));
+    }
+
+    #[test]
+    fn pointers_reach_non_string_keys() {
+        let n = parse(Path::new("t.yaml"), "codes:\n  200: ok\n  true: yes\n").unwrap();
+        assert_eq!(n.locate("/codes/200").as_str(), Some("ok"));
+        assert_eq!(n.locate("/codes/true").pos.line, 3);
+        assert_eq!(
+            n.locate("/codes/404").pos.line,
+            2,
+            "stops at the deepest node found"
+        );
+        assert_eq!(
+            n.get("codes").unwrap().key_pos("200").map(|p| p.col),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn only_yaml_1_2_booleans() {
+        let n = parse(Path::new("b.yaml"), "n: 1\ny: yes\nz: true\n").unwrap();
+        assert_eq!(n.to_json().to_string(), r#"{"n":1,"y":"yes","z":true}"#);
     }
 
     #[test]

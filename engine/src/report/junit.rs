@@ -1,11 +1,15 @@
-//! `junit.xml`: one `<testsuite>` per top-level group, one `<testcase>` per case, with
-//! `<failure>`, `<skipped>` and `<error>` elements that CI viewers understand.
+//! `junit.xml`: one `<testsuite>` per top-level group, one `<testcase>` per test with its
+//! group as `classname`, and the `<failure>`, `<error>` and `<skipped>` elements (with a
+//! `message`) that CI viewers read — the official suite writes none of them.
 
 use std::fmt::Write as _;
 
+use super::console;
+use super::curl;
+use super::spec_links;
 use crate::results::{CaseResult, ResultNode, RunResult, Status};
 
-/// Escapes text for XML attributes and content.
+/// Escapes text content: markup characters, and characters XML 1.0 does not allow dropped.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -16,48 +20,86 @@ pub fn escape(s: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             '\n' | '\t' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {}
+            c if !allowed(c) => {}
             c => out.push(c),
         }
     }
     out
 }
 
-fn counts(cases: &[&CaseResult]) -> (usize, usize, usize, usize, f64) {
-    let fail = cases.iter().filter(|c| c.status == Status::Fail).count();
-    let err = cases.iter().filter(|c| c.status == Status::Error).count();
-    let skip = cases
-        .iter()
-        .filter(|c| matches!(c.status, Status::Skip | Status::Disabled))
-        .count();
-    let time = cases.iter().map(|c| c.duration.as_secs_f64()).sum();
-    (cases.len(), fail, err, skip, time)
+/// Escapes an attribute value; line breaks survive as character references (a parser turns
+/// literal ones into spaces).
+pub fn escape_attr(s: &str) -> String {
+    escape(s)
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;")
+        .replace('\t', "&#9;")
+}
+
+/// Whether XML 1.0 allows a character.
+fn allowed(c: char) -> bool {
+    matches!(c, '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
+struct Tally {
+    tests: usize,
+    failures: usize,
+    errors: usize,
+    skipped: usize,
+    time: f64,
+}
+
+fn tally(cases: &[&CaseResult]) -> Tally {
+    Tally {
+        tests: cases.len(),
+        failures: cases.iter().filter(|c| c.status == Status::Fail).count(),
+        errors: cases.iter().filter(|c| c.status == Status::Error).count(),
+        skipped: cases
+            .iter()
+            .filter(|c| matches!(c.status, Status::Skip | Status::Disabled))
+            .count(),
+        time: cases.iter().map(|c| c.duration.as_secs_f64()).sum(),
+    }
 }
 
 /// Renders junit.xml.
 pub fn render(r: &RunResult) -> String {
     let all = r.root.cases();
-    let (n, fail, err, skip, _) = counts(&all);
+    let t = tally(&all);
+    let opts = curl::Options::from_config(&r.config);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"{}\" tests=\"{n}\" failures=\"{fail}\" errors=\"{err}\" skipped=\"{skip}\" time=\"{:.3}\">",
-        escape(&r.root.name),
-        r.duration.as_secs_f64()
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\" timestamp=\"{}\">",
+        escape_attr(&r.root.name),
+        t.tests,
+        t.failures,
+        t.errors,
+        t.skipped,
+        r.duration.as_secs_f64(),
+        escape_attr(&r.started)
     );
+    let properties = properties(r);
     for child in &r.root.children {
         let (name, cases) = match child {
             ResultNode::Group(g) => (g.name.clone(), g.cases()),
             ResultNode::Case(c) => (c.name.clone(), vec![c.as_ref()]),
         };
-        let (n, fail, err, skip, time) = counts(&cases);
+        let t = tally(&cases);
         let _ = writeln!(
             out,
-            "  <testsuite name=\"{}\" tests=\"{n}\" failures=\"{fail}\" errors=\"{err}\" skipped=\"{skip}\" time=\"{time:.3}\">",
-            escape(&name)
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\" timestamp=\"{}\">",
+            escape_attr(&name),
+            t.tests,
+            t.failures,
+            t.errors,
+            t.skipped,
+            t.time,
+            escape_attr(&r.started)
         );
+        out.push_str(&properties);
         for c in cases {
-            testcase(&mut out, c);
+            testcase(&mut out, r, c, &name, &opts);
         }
         out.push_str("  </testsuite>\n");
     }
@@ -65,80 +107,130 @@ pub fn render(r: &RunResult) -> String {
     out
 }
 
-fn testcase(out: &mut String, c: &CaseResult) {
+fn properties(r: &RunResult) -> String {
+    let mut out = String::from("    <properties>\n");
+    for (k, v) in [
+        ("registry", r.registry.clone()),
+        ("specVersion", r.spec_version.clone()),
+        (
+            "engine",
+            format!("oci-conform {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("packDigest", r.pack_digest.clone()),
+        ("seed", r.seed.to_string()),
+    ] {
+        let _ = writeln!(
+            out,
+            "      <property name=\"{k}\" value=\"{}\"/>",
+            escape_attr(&v)
+        );
+    }
+    out.push_str("    </properties>\n");
+    out
+}
+
+fn testcase(out: &mut String, r: &RunResult, c: &CaseResult, suite: &str, opts: &curl::Options) {
+    // The group is the class; a test directly under the root is its own suite and class.
     let (classname, name) = match c.id.rsplit_once('/') {
         Some((group, leaf)) => (group.replace('/', "."), leaf.to_string()),
-        None => (String::new(), c.id.clone()),
+        None => (suite.to_string(), c.id.clone()),
     };
     let _ = write!(
         out,
-        "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-        escape(&classname),
-        escape(&name),
-        c.duration.as_secs_f64()
+        "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\" file=\"{}\"",
+        escape_attr(&classname),
+        escape_attr(&name),
+        c.duration.as_secs_f64(),
+        escape_attr(c.source.split(':').next().unwrap_or(""))
     );
     let reason = c.reason.clone().unwrap_or_default();
-    let mut details = String::new();
-    for f in &c.failures {
-        let _ = writeln!(
-            details,
-            "{}: {} [{}]",
-            f.source,
-            f.message,
-            f.level.as_str()
-        );
-    }
-    for w in &c.warnings {
-        let _ = writeln!(
-            details,
-            "warning: {}: {} [{}]",
-            w.source,
-            w.message,
-            w.level.as_str()
-        );
-    }
-    let _ = writeln!(details, "case: {}", c.source);
-    if !c.spec.is_empty() {
-        let _ = writeln!(details, "spec: {}", c.spec.join(", "));
-    }
-    let body = match c.status {
+    let bad = matches!(c.status, Status::Fail | Status::Error);
+    let element = match c.status {
         Status::Fail => format!(
-            "      <failure type=\"FAIL\" message=\"{}\">{}</failure>\n",
-            escape(&reason),
-            escape(&details)
+            "      <failure message=\"{}\" type=\"FAIL\">{}</failure>\n",
+            escape_attr(&reason),
+            escape(&details(r, c, opts))
         ),
         Status::Error => format!(
-            "      <error type=\"Error\" message=\"{}\">{}</error>\n",
-            escape(&reason),
-            escape(&details)
+            "      <error message=\"{}\" type=\"Error\">{}</error>\n",
+            escape_attr(&reason),
+            escape(&details(r, c, opts))
         ),
         Status::Skip | Status::Disabled => format!(
-            "      <skipped message=\"{}: {}\"/>\n",
-            c.status.as_str(),
-            escape(&reason)
+            "      <skipped message=\"{}\"/>\n",
+            escape_attr(&format!("{}: {reason}", c.status.as_str()))
         ),
-        _ => String::new(),
+        Status::Pass | Status::Unknown => String::new(),
     };
     let mut log = String::new();
-    for (i, e) in c.exchanges.iter().enumerate() {
+    for w in &c.warnings {
         let _ = writeln!(
             log,
-            "#{} {} {} -> {}",
-            i + 1,
-            e.method,
-            e.url,
-            e.status
-                .map_or_else(|| e.error.clone().unwrap_or_default(), |s| s.to_string())
+            "warning [{}]: {} ({})",
+            w.level.as_str(),
+            w.message,
+            w.source
         );
     }
-    if body.is_empty() && log.is_empty() {
+    for (i, e) in c.exchanges.iter().enumerate() {
+        if bad {
+            let _ = writeln!(log, "#{}\n{}", i + 1, console::exchange(e));
+        } else {
+            let status = e
+                .status
+                .map_or_else(|| e.error.clone().unwrap_or_default(), |s| s.to_string());
+            let _ = writeln!(log, "#{} {} {} -> {status}", i + 1, e.method, e.url);
+        }
+    }
+    if element.is_empty() && log.is_empty() {
         out.push_str("/>\n");
         return;
     }
     out.push_str(">\n");
-    out.push_str(&body);
+    out.push_str(&element);
     if !log.is_empty() {
         let _ = writeln!(out, "      <system-out>{}</system-out>", escape(&log));
     }
     out.push_str("    </testcase>\n");
+}
+
+/// The text of a failure: findings with their place, spec links, and the curl reproduction.
+fn details(r: &RunResult, c: &CaseResult, opts: &curl::Options) -> String {
+    let mut d = String::new();
+    for f in &c.failures {
+        let _ = writeln!(d, "{} [{}]", f.message, f.level.as_str());
+        let _ = writeln!(d, "  at {}", f.source);
+    }
+    if c.failures.is_empty() {
+        if let Some(reason) = &c.reason {
+            let _ = writeln!(d, "{reason}");
+        }
+    }
+    let _ = writeln!(d, "test: {}", c.source);
+    for l in spec_links::links(r.spec_url.as_deref(), &r.anchors, &c.spec) {
+        let _ = writeln!(d, "spec {}: {}", l.anchor, l.url.unwrap_or(l.title));
+    }
+    if !c.req.is_empty() {
+        let _ = writeln!(d, "requirements: {}", c.req.join(", "));
+    }
+    if !c.exchanges.is_empty() {
+        let repro = curl::reproduce(&c.exchanges, opts);
+        let _ = write!(d, "\nreproduce:\n{}", repro.script);
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_invalid_characters() {
+        assert_eq!(
+            escape("a<b>&\"'\u{1}\u{FFFE}c"),
+            "a&lt;b&gt;&amp;&quot;&apos;c"
+        );
+        assert_eq!(escape_attr("one\ntwo\tx"), "one&#10;two&#9;x");
+        assert_eq!(escape("ok\n"), "ok\n");
+    }
 }
