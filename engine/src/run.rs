@@ -106,6 +106,8 @@ struct CaseState {
     cleanup: bool,
     /// Steps whose answer matched `unsupported` (they did not do what they declare).
     declined: usize,
+    /// MUST-level problems met while cleaning up (recorded as warnings, yet the step failed).
+    cleanup_failures: usize,
 }
 
 impl CaseState {
@@ -119,6 +121,9 @@ impl CaseState {
         };
         if self.cleanup {
             // Cleanup problems are reported, never verdicts.
+            if level == Level::Must {
+                self.cleanup_failures += 1;
+            }
             self.warnings.push(Finding {
                 message: format!("cleanup: {}", f.message),
                 ..f
@@ -539,26 +544,51 @@ impl Runner<'_> {
                     return Flow::Stop;
                 }
             };
+            self.track_answer(&resp);
             // Eventually consistent registries: retry until the expectation holds.
             if attempt < attempts && !self.would_pass(step, &resp, frame, level) {
                 std::thread::sleep(Duration::from_millis(delay));
                 continue;
             }
-            let before = (st.failures.len(), st.error.is_some(), st.declined);
+            let state = |st: &CaseState| {
+                (
+                    st.failures.len(),
+                    st.error.is_some(),
+                    st.declined,
+                    st.cleanup_failures,
+                )
+            };
+            let before = state(st);
             let flow = self.evaluate(step, &request, &resp, frame, st, level);
-            if (st.failures.len(), st.error.is_some(), st.declined) == before {
-                self.track(step, frame, &resp);
+            if state(st) == before {
+                self.track(step, frame, resp.status);
             }
             return flow;
         }
     }
 
-    /// Records what a successful step created or deleted.
+    /// Records what the registry says it created: the `Location` of a `201 Created` on the
+    /// registry, whatever the step's verdict and whether or not a `creates:` names it (a
+    /// registry may also name content differently, e.g. store a sha512 upload under its sha256
+    /// digest), so the final cleanup deletes it.
+    fn track_answer(&self, resp: &Response) {
+        if resp.status != 201 {
+            return;
+        }
+        if let Some(l) = resp.header("location") {
+            let url = resolve_url(&resp.url, l);
+            let url = url.split('?').next().unwrap_or_default();
+            if url.starts_with(&format!("{}/", self.base)) {
+                self.resources.created(url.to_string());
+            }
+        }
+    }
+
+    /// Records what a successful step declares it created (`creates:`) or deleted (`deletes:`).
     ///
-    /// A creating step's answer may name the content differently (a registry that stores a
-    /// sha512 upload under its sha256 digest answers with that `Location`): what the registry
-    /// says it created is tracked too, so the final cleanup deletes it as well.
-    fn track(&self, step: &StepSpec, frame: &Arc<Scope>, resp: &Response) {
+    /// Whatever statuses a step accepts, only a 2xx creates and only a 2xx or 404 deletes: a
+    /// step may accept `405` as "deletion disabled", but then the content is still there.
+    fn track(&self, step: &StepSpec, frame: &Arc<Scope>, status: u16) {
         let ctx = frame.context();
         let absolute = |u: String| {
             let u = if u.starts_with('/') {
@@ -568,22 +598,16 @@ impl Runner<'_> {
             };
             u.split('?').next().unwrap_or_default().to_string()
         };
+        let success = (200..300).contains(&status);
         if let Some(Ok(u)) = step.creates.as_ref().map(|t| t.render(&ctx)) {
-            self.resources.created(absolute(u));
-            let named = resp
-                .header("location")
-                .map(|l| absolute(resolve_url(&resp.url, l)))
-                .filter(|l| {
-                    l.starts_with(&format!("{}/", self.base))
-                        && (l.contains("/blobs/") || l.contains("/manifests/"))
-                        && !l.contains("/blobs/uploads/")
-                });
-            if let Some(l) = named {
-                self.resources.created(l);
+            if success {
+                self.resources.created(absolute(u));
             }
         }
         if let Some(Ok(u)) = step.deletes.as_ref().map(|t| t.render(&ctx)) {
-            self.resources.deleted(&absolute(u));
+            if success || matches!(status, 404 | 410) {
+                self.resources.deleted(&absolute(u));
+            }
         }
     }
 
@@ -841,6 +865,7 @@ impl CaseState {
             level,
             cleanup: false,
             declined: 0,
+            cleanup_failures: 0,
         }
     }
 }
