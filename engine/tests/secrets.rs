@@ -64,8 +64,20 @@ fn outputs(o: &std::process::Output, dir: &Path) -> Vec<(String, String)> {
 /// Runs the shipped pack verbosely and asserts no secret appears in any output.
 fn run_and_search(addr: &str, password: &str, tokens: impl Fn() -> Vec<String>) -> String {
     let out = TempDir::new("secrets");
+    let mut args = vec!["run", "-v", "--results-dir", out.0.to_str().unwrap()];
+    // Every kind of request (blob uploads of all kinds, manifests, tags, referrers, the extra
+    // cases) in a fraction of the time of the whole pack.
+    for group in [
+        "ping",
+        "sha256 blobs",
+        "image",
+        "artifacts-with-subject",
+        "extra",
+    ] {
+        args.extend(["--filter", group]);
+    }
     let o = cli(
-        &["run", "-v", "--results-dir", out.0.to_str().unwrap()],
+        &args,
         &[
             ("OCI_REGISTRY", addr),
             ("OCI_TLS", "disabled"),
@@ -74,9 +86,12 @@ fn run_and_search(addr: &str, password: &str, tokens: impl Fn() -> Vec<String>) 
         ],
     );
     let all = outputs(&o, &out.0);
+    let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
     assert!(
-        all.len() >= 4,
-        "results.yaml and junit.xml are written: {all:?}"
+        names.iter().any(|n| n.ends_with("results.yaml"))
+            && names.iter().any(|n| n.ends_with("junit.xml"))
+            && names.iter().any(|n| n.ends_with("report.html")),
+        "{names:?}"
     );
     let mut secrets = forms(USER, password);
     for t in tokens() {
