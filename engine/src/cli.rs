@@ -271,6 +271,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
             username: config.username.clone(),
             password: Secret::new(config.password.clone()),
             cache_auth: config.cache_auth,
+            registry: config.base_url(),
         },
         redactor.clone(),
     )

@@ -93,9 +93,20 @@ impl de::Error for Error {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        // Say it in YAML words, not Rust's (`struct NodeDef`, `unit value`).
+        let exp = exp.to_string();
+        let exp = if exp.starts_with("struct ") || exp.starts_with("a map") {
+            "a mapping".to_string()
+        } else {
+            exp
+        };
+        let found = match unexp {
+            de::Unexpected::Unit => "nothing (an empty value)".to_string(),
+            other => other.to_string(),
+        };
         Error {
             pos: None,
-            msg: format!("expected {exp}, found {unexp}"),
+            msg: format!("expected {exp}, found {found}"),
             hint: None,
         }
     }

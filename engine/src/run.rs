@@ -104,6 +104,10 @@ struct CaseState {
     exchanges: Vec<Exchange>,
     level: Level,
     cleanup: bool,
+    /// Steps whose answer matched `unsupported` (they did not do what they declare).
+    declined: usize,
+    /// MUST-level problems met while cleaning up (recorded as warnings, yet the step failed).
+    cleanup_failures: usize,
 }
 
 impl CaseState {
@@ -117,6 +121,9 @@ impl CaseState {
         };
         if self.cleanup {
             // Cleanup problems are reported, never verdicts.
+            if level == Level::Must {
+                self.cleanup_failures += 1;
+            }
             self.warnings.push(Finding {
                 message: format!("cleanup: {}", f.message),
                 ..f
@@ -536,22 +543,51 @@ impl Runner<'_> {
                     return Flow::Stop;
                 }
             };
+            self.track_answer(&resp);
             // Eventually consistent registries: retry until the expectation holds.
             if attempt < attempts && !self.would_pass(step, &resp, frame, level) {
                 std::thread::sleep(Duration::from_millis(delay));
                 continue;
             }
-            let before = (st.failures.len(), st.error.is_some());
+            let state = |st: &CaseState| {
+                (
+                    st.failures.len(),
+                    st.error.is_some(),
+                    st.declined,
+                    st.cleanup_failures,
+                )
+            };
+            let before = state(st);
             let flow = self.evaluate(step, &request, &resp, frame, st, level);
-            if st.failures.len() == before.0 && st.error.is_some() == before.1 {
-                self.track(step, frame);
+            if state(st) == before {
+                self.track(step, frame, resp.status);
             }
             return flow;
         }
     }
 
-    /// Records what a successful step created or deleted.
-    fn track(&self, step: &StepSpec, frame: &Arc<Scope>) {
+    /// Records what the registry says it created: the `Location` of a `201 Created` on the
+    /// registry, whatever the step's verdict and whether or not a `creates:` names it (a
+    /// registry may also name content differently, e.g. store a sha512 upload under its sha256
+    /// digest), so the final cleanup deletes it.
+    fn track_answer(&self, resp: &Response) {
+        if resp.status != 201 {
+            return;
+        }
+        if let Some(l) = resp.header("location") {
+            let url = resolve_url(&resp.url, l);
+            let url = url.split('?').next().unwrap_or_default();
+            if url.starts_with(&format!("{}/", self.base)) {
+                self.resources.created(url.to_string());
+            }
+        }
+    }
+
+    /// Records what a successful step declares it created (`creates:`) or deleted (`deletes:`).
+    ///
+    /// Whatever statuses a step accepts, only a 2xx creates and only a 2xx or 404 deletes: a
+    /// step may accept `405` as "deletion disabled", but then the content is still there.
+    fn track(&self, step: &StepSpec, frame: &Arc<Scope>, status: u16) {
         let ctx = frame.context();
         let absolute = |u: String| {
             let u = if u.starts_with('/') {
@@ -561,11 +597,16 @@ impl Runner<'_> {
             };
             u.split('?').next().unwrap_or_default().to_string()
         };
+        let success = (200..300).contains(&status);
         if let Some(Ok(u)) = step.creates.as_ref().map(|t| t.render(&ctx)) {
-            self.resources.created(absolute(u));
+            if success {
+                self.resources.created(absolute(u));
+            }
         }
         if let Some(Ok(u)) = step.deletes.as_ref().map(|t| t.render(&ctx)) {
-            self.resources.deleted(&absolute(u));
+            if success || matches!(status, 404 | 410) {
+                self.resources.deleted(&absolute(u));
+            }
         }
     }
 
@@ -695,6 +736,7 @@ impl Runner<'_> {
             if !matched {
                 continue;
             }
+            st.declined += 1;
             match u.reason.render(&ctx) {
                 Ok(r) => {
                     if st.skip.is_none() {
@@ -821,6 +863,8 @@ impl CaseState {
             exchanges: Vec::new(),
             level,
             cleanup: false,
+            declined: 0,
+            cleanup_failures: 0,
         }
     }
 }
@@ -859,8 +903,18 @@ fn short_url(url: &str) -> &str {
         .unwrap_or(url)
 }
 
-/// The registry's error codes (when the body is an OCI error document), or a body excerpt.
+/// Why an answer has the wrong status: the registry's error codes or a body excerpt, and why
+/// authentication failed when it did.
 fn error_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
+    let mut detail = body_detail(resp, json);
+    if let Some(why) = &resp.auth_error {
+        detail.push_str(&format!("; authentication failed: {why}"));
+    }
+    detail
+}
+
+/// The registry's error codes (when the body is an OCI error document), or a body excerpt.
+fn body_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
     if let Some(errors) = json
         .and_then(|j| j.get("errors"))
         .and_then(|e| e.as_array())

@@ -2,8 +2,10 @@
 //! for faults no real registry produces, and a proxy that breaks a real registry's answers.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod fake;
 pub mod registry;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
