@@ -114,6 +114,14 @@ fn head_of_a_missing_blob_must_be_404() {
     let r = run_through(&proxy, "extra/absent content/head missing blob");
     let id = "extra/absent content/head missing blob";
     assert_eq!(status_of(&r, id), "FAIL");
-    assert!(reason(&r, id).contains("expected status 404, got 200"), "{}", reason(&r, id));
-    assert_eq!(r["tests"].as_array().unwrap().len(), 1, "the filter runs only this case");
+    assert!(
+        reason(&r, id).contains("expected status 404, got 200"),
+        "{}",
+        reason(&r, id)
+    );
+    assert_eq!(
+        r["tests"].as_array().unwrap().len(),
+        1,
+        "the filter runs only this case"
+    );
 }
