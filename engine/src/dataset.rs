@@ -191,22 +191,8 @@ pub fn compile(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<Dataset
             Err(d) => diags.push(d),
         }
     }
-    let name = def
-        .name
-        .as_ref()
-        .map(|n| Tmpl::new(&n.value, &n.pos))
-        .transpose()
-        .map_err(|d| diags.push(d))
-        .ok()
-        .flatten();
-    let display = def
-        .display
-        .as_ref()
-        .map(|n| Tmpl::new(&n.value, &n.pos))
-        .transpose()
-        .map_err(|d| diags.push(d))
-        .ok()
-        .flatten();
+    let name = opt_tmpl(&mut diags, &def.name);
+    let display = opt_tmpl(&mut diags, &def.display);
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -220,13 +206,16 @@ pub fn compile(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<Dataset
     })
 }
 
+/// Compiles an optional template, recording a problem instead of failing.
+fn opt_tmpl(diags: &mut Diagnostics, s: &Option<Located<String>>) -> Option<Tmpl> {
+    s.as_ref()
+        .and_then(|s| Tmpl::new(&s.value, &s.pos).map_err(|d| diags.push(d)).ok())
+}
+
 fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec, Diagnostics> {
     let def: ItemDef = from_node(node)?;
     let mut diags = Diagnostics::default();
-    let t = |diags: &mut Diagnostics, s: &Option<Located<String>>| -> Option<Tmpl> {
-        s.as_ref()
-            .and_then(|s| Tmpl::new(&s.value, &s.pos).map_err(|d| diags.push(d)).ok())
-    };
+    let t = opt_tmpl;
     let v = |diags: &mut Diagnostics, s: &Option<Raw>| -> Option<ValueTmpl> {
         s.as_ref()
             .and_then(|s| ValueTmpl::from_raw(s).map_err(|d| diags.push(d)).ok())

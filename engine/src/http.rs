@@ -996,8 +996,20 @@ fn tls_reason(msg: &str) -> String {
     format!("{msg}{hint}")
 }
 
+/// The certificates of a PEM file (keys and other items are left out).
+fn pem_certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    use ureq::tls::{parse_pem, PemItem};
+    parse_pem(pem)
+        .filter_map(Result::ok)
+        .filter_map(|i| match i {
+            PemItem::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
 fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
-    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    use ureq::tls::{RootCerts, TlsConfig};
     let mut b = TlsConfig::builder();
     match cfg.tls {
         Tls::Insecure => b = b.disable_verification(true),
@@ -1018,14 +1030,7 @@ fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
             );
             for f in files.iter().filter(|f| f.exists()).take(1) {
                 if let Ok(pem) = std::fs::read(f) {
-                    certs.extend(
-                        parse_pem(&pem)
-                            .filter_map(Result::ok)
-                            .filter_map(|i| match i {
-                                PemItem::Certificate(c) => Some(c),
-                                _ => None,
-                            }),
-                    );
+                    certs.extend(pem_certificates(&pem));
                 }
             }
             if let Some(ca) = &cfg.ca_file {
@@ -1036,14 +1041,7 @@ fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
                     )
                 })?;
                 let before = certs.len();
-                certs.extend(
-                    parse_pem(&pem)
-                        .filter_map(Result::ok)
-                        .filter_map(|i| match i {
-                            PemItem::Certificate(c) => Some(c),
-                            _ => None,
-                        }),
-                );
+                certs.extend(pem_certificates(&pem));
                 if certs.len() == before {
                     return Err(format!(
                         "CA file {} (tlsCAFile, OCI_TLS_CA_FILE) holds no PEM certificate",

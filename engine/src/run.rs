@@ -87,6 +87,16 @@ pub struct Runner<'a> {
     pub every_response: Option<&'a crate::scenario::ExpectSpec>,
 }
 
+/// How the checks of one expectation are recorded.
+struct Checked<'a> {
+    /// Level of checks that name none.
+    level: Level,
+    /// Requirement ids of the step.
+    req: &'a [String],
+    /// What the answer was to (`PUT /v2/…`), put before each message.
+    prefix: Option<&'a str>,
+}
+
 /// Whether a step sequence goes on.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -426,28 +436,17 @@ impl Runner<'_> {
         }
         if !step.expect.assert.is_empty() {
             let level = step.level.unwrap_or(st.level);
-            let ctx = frame.context();
-            let env = CheckEnv {
-                ctx: &ctx,
-                store: self.store,
-                schemas: self.schemas,
+            let before = st.failures.len();
+            let checked = Checked {
                 level,
                 req: &step.req,
+                prefix: None,
             };
-            match expect::check(&step.expect, None, None, &env) {
-                Ok(checks) => {
-                    let before = st.failures.len();
-                    for c in checks.into_iter().filter(|c| !c.ok) {
-                        st.finding(c.level, c.message, &c.pos, c.req);
-                    }
-                    if st.failures.len() > before && step.stop_on_failure {
-                        return Flow::Stop;
-                    }
-                }
-                Err(d) => {
-                    st.scenario_error(&d);
-                    return Flow::Stop;
-                }
+            if !self.record_checks(&step.expect, None, &frame.context(), &checked, st) {
+                return Flow::Stop;
+            }
+            if st.failures.len() > before && step.stop_on_failure {
+                return Flow::Stop;
             }
         }
         Flow::Continue
@@ -648,22 +647,19 @@ impl Runner<'_> {
         if !ok_status {
             return false;
         }
-        let env = CheckEnv {
-            ctx: &rframe.context(),
-            store: self.store,
-            schemas: self.schemas,
+        let checked = Checked {
             level,
             req: &step.req,
+            prefix: None,
         };
-        match expect::check(&step.expect, Some(resp), Some(&json), &env) {
-            Ok(checks) => {
-                for c in checks.into_iter().filter(|c| !c.ok) {
-                    probe.finding(c.level, c.message, &c.pos, c.req);
-                }
-                probe.failures.is_empty()
-            }
-            Err(_) => false,
-        }
+        self.record_checks(
+            &step.expect,
+            Some((resp, &json)),
+            &rframe.context(),
+            &checked,
+            &mut probe,
+        ) && probe.failures.is_empty()
+            && probe.error.is_none()
     }
 
     fn evaluate(
@@ -788,41 +784,22 @@ impl Runner<'_> {
                 }
             }
         }
-        let env = CheckEnv {
-            ctx: &ctx,
-            store: self.store,
-            schemas: self.schemas,
+        let before = st.failures.len();
+        let checked = Checked {
             level,
             req: &step.req,
+            prefix: Some(&what),
         };
-        let before = st.failures.len();
-        match expect::check(&step.expect, Some(resp), Some(&json), &env) {
-            Ok(checks) => {
-                for c in checks.into_iter().filter(|c| !c.ok) {
-                    st.finding(c.level, format!("{what}: {}", c.message), &c.pos, c.req);
-                }
-            }
-            Err(d) => {
-                st.scenario_error(&d);
-                return Flow::Stop;
-            }
+        if !self.record_checks(&step.expect, Some((resp, &json)), &ctx, &checked, st) {
+            return Flow::Stop;
         }
         if let Some(every) = self.every_response {
-            let env = CheckEnv {
-                ctx: &ctx,
-                store: self.store,
-                schemas: self.schemas,
+            let checked = Checked {
                 level: Level::Must,
                 req: &[],
+                prefix: Some(&what),
             };
-            match expect::check(every, Some(resp), Some(&json), &env) {
-                Ok(checks) => {
-                    for c in checks.into_iter().filter(|c| !c.ok) {
-                        st.finding(c.level, format!("{what}: {}", c.message), &c.pos, c.req);
-                    }
-                }
-                Err(d) => st.scenario_error(&d),
-            }
+            self.record_checks(every, Some((resp, &json)), &ctx, &checked, st);
         }
         if self.captures(&step.capture, &ctx, st).is_err() {
             return Flow::Stop;
@@ -831,6 +808,41 @@ impl Runner<'_> {
             return Flow::Stop;
         }
         Flow::Continue
+    }
+
+    /// Runs the checks of `expect` and records the failed ones on the case; false when the
+    /// scenario itself could not be evaluated (recorded as an Error).
+    fn record_checks(
+        &self,
+        expect: &crate::scenario::ExpectSpec,
+        answer: Option<(&Response, &Result<serde_json::Value, String>)>,
+        ctx: &Value,
+        checked: &Checked<'_>,
+        st: &mut CaseState,
+    ) -> bool {
+        let env = CheckEnv {
+            ctx,
+            store: self.store,
+            schemas: self.schemas,
+            level: checked.level,
+            req: checked.req,
+        };
+        match expect::check(expect, answer.map(|a| a.0), answer.map(|a| a.1), &env) {
+            Ok(checks) => {
+                for c in checks.into_iter().filter(|c| !c.ok) {
+                    let message = match checked.prefix {
+                        Some(p) => format!("{p}: {}", c.message),
+                        None => c.message,
+                    };
+                    st.finding(c.level, message, &c.pos, c.req);
+                }
+                true
+            }
+            Err(d) => {
+                st.scenario_error(&d);
+                false
+            }
+        }
     }
 
     fn captures(

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::fake::{Action, FakeServer, Resp};
 use common::registry::{htpasswd_auth, Options, Registry};
 use common::token::{TokenOptions, TokenServer, SERVICE};
-use common::{cli, results, status_of, text, TempDir};
+use common::{cli, reason, results, status_of, text, TempDir};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "c0rrect-h0rse";
@@ -41,16 +41,6 @@ fn run_auth_pack(
     );
     let r = results(&out.0);
     (o, r)
-}
-
-fn reason<'a>(r: &'a serde_json::Value, id: &str) -> &'a str {
-    r["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == id)
-        .and_then(|t| t["reason"].as_str())
-        .unwrap_or("")
 }
 
 fn all_pass(r: &serde_json::Value) -> bool {

@@ -12,22 +12,12 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::fake::{Action, FakeServer, Resp};
 use common::registry::Registry;
-use common::{cli, results, status_of, text, TempDir};
+use common::{cli, reason, results, status_of, text, TempDir};
 
 const USER: &str = "bob";
 const PASSWORD: &str = "s3cond-s3cret";
 /// The bytes of the `hello` item of engine/tests/packs/faults/content.yaml.
 const HELLO: &[u8] = b"hello from storage\n";
-
-fn reason<'a>(r: &'a serde_json::Value, id: &str) -> &'a str {
-    r["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == id)
-        .and_then(|t| t["reason"].as_str())
-        .unwrap_or("")
-}
 
 /// A registry that asks for Basic credentials, then misbehaves according to the repository
 /// named in the path (see engine/tests/packs/faults/cases.yaml).

@@ -5,7 +5,7 @@ mod common;
 
 use common::fake::{Action, FakeServer};
 use common::registry::Registry;
-use common::{cli, results, status_of, TempDir};
+use common::{cli, reason, results, status_of, TempDir};
 
 fn run_through(proxy: &FakeServer, filter: &str) -> serde_json::Value {
     let out = TempDir::new("viol");
@@ -28,16 +28,6 @@ fn run_through(proxy: &FakeServer, filter: &str) -> serde_json::Value {
         common::text(&o)
     );
     results(&out.0)
-}
-
-fn reason<'a>(r: &'a serde_json::Value, id: &str) -> &'a str {
-    r["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == id)
-        .and_then(|t| t["reason"].as_str())
-        .unwrap_or("")
 }
 
 #[test]

@@ -84,6 +84,15 @@ pub fn results(dir: &Path) -> serde_json::Value {
     serde_saphyr::from_str(&text).expect("results.yaml parses")
 }
 
+/// Reason of the test with this id in a results document ("" when it has none).
+pub fn reason<'a>(results: &'a serde_json::Value, id: &str) -> &'a str {
+    results["tests"]
+        .as_array()
+        .and_then(|t| t.iter().find(|x| x["id"] == id))
+        .and_then(|x| x["reason"].as_str())
+        .unwrap_or("")
+}
+
 /// Status of the test with this id in a results document.
 pub fn status_of<'a>(results: &'a serde_json::Value, id: &str) -> &'a str {
     results["tests"]
