@@ -132,6 +132,9 @@ struct ListArgs {
     /// exclusive keys each node holds.
     #[arg(long)]
     schedule: bool,
+    /// List the requirement ids (R45, …) the plan checks, each with the tests that cite it.
+    #[arg(long)]
+    by_requirement: bool,
 }
 
 #[derive(Args, Debug)]
@@ -223,7 +226,16 @@ fn load(
     let version = sources.version();
     let specs = pack::specs_dir(args.specs.as_deref());
     let dir = pack::find(&specs, &version)?;
-    let pack = pack::load(&dir)?;
+    let mut loader = pack::Loader::default();
+    let pack = pack::load_with(&dir, &mut loader)?;
+    // The schemas are an extra guard here when they are at hand (packs installed without them
+    // still get every typed check); `lint` insists on them.
+    if pack.schemas_dir.join(crate::schema::SCENARIO).is_file() {
+        let problems = crate::lint::schema_problems(&loader, &pack.schemas_dir);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+    }
     let config = config::resolve(&sources, &pack.defaults, &pack.spec_version)?;
     let mut filters = args.filter.clone();
     if !config.filter_test.is_empty() {
@@ -268,6 +280,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
             password: Secret::new(config.password.clone()),
             cache_auth: config.cache_auth,
             connections: usize::try_from(config.parallel).unwrap_or(usize::MAX),
+            registry: config.base_url(),
         },
         redactor.clone(),
     )
@@ -393,6 +406,10 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
         filters,
     } = load(&args.config, env, &[])?;
     let plan = plan::build(&pack, &config, &filters, config.seed.unwrap_or(1))?;
+    if args.by_requirement {
+        print!("{}", requirements(&plan.root, pack.every_response.as_ref()));
+        return Ok(EXIT_OK);
+    }
     let mut out = String::new();
     plan.root.walk(&mut |n, depth| {
         let mut indent = "  ".repeat(depth);
@@ -439,6 +456,53 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
         pack.spec_version
     );
     Ok(EXIT_OK)
+}
+
+/// Requirement id → the tests citing it (case-level `req`), in id order, with a count line.
+fn requirements(root: &plan::PlanNode<'_>, every: Option<&crate::scenario::ExpectSpec>) -> String {
+    let mut by_req: std::collections::BTreeMap<(String, u32), Vec<String>> =
+        std::collections::BTreeMap::new();
+    let mut cite = |r: &str, test: &str| {
+        let (prefix, num) = r.split_at(r.find(|c: char| c.is_ascii_digit()).unwrap_or(r.len()));
+        let tests = by_req
+            .entry((prefix.to_string(), num.parse().unwrap_or(0)))
+            .or_default();
+        if !tests.iter().any(|t| t == test) {
+            tests.push(test.to_string());
+        }
+    };
+    // The pack's checks on every answer cite their rows at the check.
+    if let Some(e) = every {
+        let reqs = e
+            .headers
+            .iter()
+            .flat_map(|(_, m)| m.req.iter())
+            .chain(e.assert.iter().flat_map(|a| a.req.iter()));
+        for r in reqs {
+            cite(r, "(every response)");
+        }
+    }
+    root.walk(&mut |n, _| {
+        if let PlanKind::Case(_) = n.kind {
+            for r in &n.req {
+                cite(r, &n.id);
+            }
+        }
+    });
+    let mut out = String::new();
+    for ((prefix, num), tests) in &by_req {
+        out.push_str(&format!(
+            "{prefix}{num}  ({} tests)  {}\n",
+            tests.len(),
+            tests.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let rows = by_req.keys().filter(|(p, _)| p == "R").count();
+    out.push_str(&format!(
+        "{} requirement ids cited ({rows} rows of spec-requirements.md)\n",
+        by_req.len()
+    ));
+    out
 }
 
 fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {

@@ -141,8 +141,8 @@ pub struct Config {
     pub seed: Option<u64>,
     /// Parallelism.
     pub parallel: u64,
-    /// Extra CA file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Extra CA file (the key is `tlsCAFile`, not camelCase's `tlsCaFile`).
+    #[serde(default, rename = "tlsCAFile", skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<String>,
     /// Size of the large-blob data set.
     pub large_blob_size: u64,
@@ -382,6 +382,7 @@ pub fn parse_value(kind: Kind, text: &str, origin: &str) -> Result<J, String> {
             .parse::<u64>()
             .map(J::from)
             .map_err(|_| format!("{origin}: `{text}` is not a non-negative integer")),
+
         Kind::Tls => match text.to_lowercase().as_str() {
             "enabled" | "insecure" | "disabled" => Ok(J::from(text.to_lowercase())),
             _ => Err(format!(
@@ -391,12 +392,26 @@ pub fn parse_value(kind: Kind, text: &str, origin: &str) -> Result<J, String> {
     }
 }
 
+/// Integer keys with a lower bound above 0 (a timeout of 0 seconds means nothing).
+const MINIMUM: &[(&str, u64)] = &[("requestTimeout", 1)];
+
+/// Checks a parsed value against its key's lower bound; `origin` names where it came from.
+fn check_minimum(path: &str, value: &J, origin: &str) -> Result<(), String> {
+    match (MINIMUM.iter().find(|(p, _)| *p == path), value.as_u64()) {
+        (Some((_, min)), Some(n)) if n < *min => {
+            Err(format!("{origin}: `{n}` is below the minimum of {min}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The `OCI_*` variables as a JSON layer (empty values count as unset).
 pub fn from_env(env: &IndexMap<String, String>) -> Result<J, Diagnostic> {
     let mut out = json!({});
     for key in KEYS {
         if let Some(v) = env.get(key.env).filter(|v| !v.is_empty()) {
             let parsed = parse_value(key.kind, v, key.env)
+                .and_then(|p| check_minimum(key.path, &p, key.env).map(|()| p))
                 .map_err(|m| Diagnostic::new(Pos::default(), m))?;
             set_path(&mut out, key.path, parsed);
         }
@@ -479,7 +494,7 @@ fn legacy_env(env: &IndexMap<String, String>) -> Result<(J, Vec<String>), Diagno
     }
     if let Some(v) = get("OCI_DEBUG") {
         warn("OCI_DEBUG", "OCI_LOG=debug");
-        if bool_of("OCI_DEBUG", &v)? == J::from(true) {
+        if bool_of("OCI_DEBUG", &v)?.as_bool() == Some(true) {
             set_path(&mut out, "logging", J::from("debug"));
         }
     }
@@ -557,6 +572,8 @@ fn walk_file(node: &crate::yaml::Node, prefix: &str, out: &mut J) -> Result<(), 
                 _ => parse_value(key.kind, &v.scalar_text(), &format!("`{path}`"))
                     .map_err(|m| Diagnostic::new(v.pos.clone(), m))?,
             };
+            check_minimum(&path, &value, &format!("`{path}`"))
+                .map_err(|m| Diagnostic::new(v.pos.clone(), m))?;
             set_path(out, &path, value);
         } else if KEYS
             .iter()
@@ -624,7 +641,9 @@ pub fn parse_overrides(items: &[String]) -> Result<J, Diagnostic> {
                 }
                 d
             })?;
-        let v = parse_value(key.kind, v, &format!("--set {k}"))
+        let origin = format!("--set {k}");
+        let v = parse_value(key.kind, v, &origin)
+            .and_then(|p| check_minimum(key.path, &p, &origin).map(|()| p))
             .map_err(|m| Diagnostic::new(Pos::default(), m))?;
         set_path(&mut out, key.path, v);
     }

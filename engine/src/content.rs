@@ -242,8 +242,11 @@ impl Read for GenReader {
 #[derive(Debug, Default)]
 pub struct Store {
     items: RwLock<HashMap<String, Content>>,
-    digests: RwLock<HashMap<(String, String, Option<(u64, u64)>), String>>,
+    digests: RwLock<HashMap<DigestKey, String>>,
 }
+
+/// Item id, algorithm and byte range of a remembered digest.
+type DigestKey = (String, String, Option<(u64, u64)>);
 
 impl Store {
     /// Registers content under an id.

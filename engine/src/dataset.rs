@@ -115,6 +115,13 @@ pub enum Role {
     Manifest,
 }
 
+/// Named value templates (`with:` parameters).
+type Params = Vec<(String, ValueTmpl)>;
+
+/// What an item's source produced: its bytes, the uncompressed bytes of a gzipped tar (for
+/// diff ids), and the parsed JSON of a `json` item.
+type Produced = (Content, Option<Vec<u8>>, Option<Value>);
+
 /// A compiled dataset or recipe file.
 #[derive(Debug)]
 pub struct DatasetSpec {
@@ -139,7 +146,7 @@ pub struct ItemSpec {
     pos: Pos,
     for_each: Option<(String, Expr)>,
     when: Option<Expr>,
-    uses: Option<(Arc<DatasetSpec>, Vec<(String, ValueTmpl)>)>,
+    uses: Option<(Arc<DatasetSpec>, Params)>,
     role: Role,
     media_type: Option<Tmpl>,
     source: Source,
@@ -184,22 +191,8 @@ pub fn compile(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<Dataset
             Err(d) => diags.push(d),
         }
     }
-    let name = def
-        .name
-        .as_ref()
-        .map(|n| Tmpl::new(&n.value, &n.pos))
-        .transpose()
-        .map_err(|d| diags.push(d))
-        .ok()
-        .flatten();
-    let display = def
-        .display
-        .as_ref()
-        .map(|n| Tmpl::new(&n.value, &n.pos))
-        .transpose()
-        .map_err(|d| diags.push(d))
-        .ok()
-        .flatten();
+    let name = opt_tmpl(&mut diags, &def.name);
+    let display = opt_tmpl(&mut diags, &def.display);
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -213,13 +206,16 @@ pub fn compile(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<Dataset
     })
 }
 
+/// Compiles an optional template, recording a problem instead of failing.
+fn opt_tmpl(diags: &mut Diagnostics, s: &Option<Located<String>>) -> Option<Tmpl> {
+    s.as_ref()
+        .and_then(|s| Tmpl::new(&s.value, &s.pos).map_err(|d| diags.push(d)).ok())
+}
+
 fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec, Diagnostics> {
     let def: ItemDef = from_node(node)?;
     let mut diags = Diagnostics::default();
-    let t = |diags: &mut Diagnostics, s: &Option<Located<String>>| -> Option<Tmpl> {
-        s.as_ref()
-            .and_then(|s| Tmpl::new(&s.value, &s.pos).map_err(|d| diags.push(d)).ok())
-    };
+    let t = opt_tmpl;
     let v = |diags: &mut Diagnostics, s: &Option<Raw>| -> Option<ValueTmpl> {
         s.as_ref()
             .and_then(|s| ValueTmpl::from_raw(s).map_err(|d| diags.push(d)).ok())
@@ -785,12 +781,7 @@ impl Generator<'_, '_> {
     }
 
     /// The item's bytes, the uncompressed bytes of a gzipped tar, and parsed JSON content.
-    fn content(
-        &self,
-        item: &ItemSpec,
-        ctx: &Value,
-        full: &str,
-    ) -> Result<(Content, Option<Vec<u8>>, Option<Value>), Diagnostic> {
+    fn content(&self, item: &ItemSpec, ctx: &Value, full: &str) -> Result<Produced, Diagnostic> {
         let size_of = |v: &ValueTmpl| -> Result<u64, Diagnostic> {
             let val = v.eval(ctx)?;
             u64::try_from(val.clone()).map_err(|_| {

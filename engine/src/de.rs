@@ -93,9 +93,20 @@ impl de::Error for Error {
     }
 
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
+        // Say it in YAML words, not Rust's (`struct NodeDef`, `unit value`).
+        let exp = exp.to_string();
+        let exp = if exp.starts_with("struct ") || exp.starts_with("a map") {
+            "a mapping".to_string()
+        } else {
+            exp
+        };
+        let found = match unexp {
+            de::Unexpected::Unit => "nothing (an empty value)".to_string(),
+            other => other.to_string(),
+        };
         Error {
             pos: None,
-            msg: format!("expected {exp}, found {unexp}"),
+            msg: format!("expected {exp}, found {found}"),
             hint: None,
         }
     }
@@ -376,6 +387,7 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read only to prove the loader accepts and rejects keys
     struct Expect {
         status: Vec<u16>,
         #[serde(default)]
@@ -384,6 +396,7 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read only to prove the loader accepts and rejects keys
     struct Step {
         name: Located<String>,
         expect: Expect,

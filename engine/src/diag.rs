@@ -95,7 +95,11 @@ impl Diagnostic {
 
     /// Renders the diagnostic with the source line and a caret under the column.
     pub fn render(&self) -> String {
-        let mut out = format!("error: {}\n  --> {}\n", self.message, self.pos);
+        let mut out = format!("error: {}\n", self.message);
+        // Values from variables and flags have no file; their message names them.
+        if self.pos.file.is_some() || self.pos.is_known() {
+            out.push_str(&format!("  --> {}\n", self.pos));
+        }
         if let (Some(file), true) = (&self.pos.file, self.pos.is_known()) {
             if let Ok(text) = std::fs::read_to_string(file.as_path()) {
                 if let Some(line) = text.lines().nth(self.pos.line as usize - 1) {
@@ -119,7 +123,10 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.pos, self.message)?;
+        if self.pos.file.is_some() || self.pos.is_known() {
+            write!(f, "{}: ", self.pos)?;
+        }
+        write!(f, "{}", self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, " ({hint})")?;
         }

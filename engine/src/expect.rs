@@ -210,19 +210,7 @@ fn header_check(
     let ctx = env.ctx;
     let level = m.level.unwrap_or(env.level);
     let req = merge_req(env.req, &m.req);
-    let mk = |ok: bool, msg: String| -> Result<Check, Diagnostic> {
-        let message = match (&m.message, ok) {
-            (Some(t), false) => format!("{} ({msg})", t.render(ctx)?),
-            _ => msg,
-        };
-        Ok(Check {
-            ok,
-            message,
-            level,
-            req: req.clone(),
-            pos: m.pos.clone(),
-        })
-    };
+    let mk = |ok: bool, msg: String| matcher_check(m, ctx, level, &req, ok, msg);
     let mut out = Vec::new();
     if let Some(a) = &m.absent {
         if truthy(a, ctx)? {
@@ -290,6 +278,28 @@ fn header_check(
         )?);
     }
     Ok(out)
+}
+
+/// One check of a matcher; a failed one leads with the matcher's own `message` when it has one.
+fn matcher_check(
+    m: &MatcherSpec,
+    ctx: &Value,
+    level: Level,
+    req: &[String],
+    ok: bool,
+    msg: String,
+) -> Result<Check, Diagnostic> {
+    let message = match (&m.message, ok) {
+        (Some(t), false) => format!("{} ({msg})", t.render(ctx)?),
+        _ => msg,
+    };
+    Ok(Check {
+        ok,
+        message,
+        level,
+        req: req.to_vec(),
+        pos: m.pos.clone(),
+    })
 }
 
 fn scalar_text(v: &Value) -> String {
@@ -510,19 +520,7 @@ fn json_check(
     let ctx = env.ctx;
     let level = m.level.unwrap_or(level);
     let req = merge_req(req, &m.req);
-    let mk = |ok: bool, msg: String| -> Result<Check, Diagnostic> {
-        let message = match (&m.message, ok) {
-            (Some(t), false) => format!("{} ({msg})", t.render(ctx)?),
-            _ => msg,
-        };
-        Ok(Check {
-            ok,
-            message,
-            level,
-            req: req.clone(),
-            pos: m.pos.clone(),
-        })
-    };
+    let mk = |ok: bool, msg: String| matcher_check(m, ctx, level, &req, ok, msg);
     let at = if ptr.is_empty() {
         "body".to_string()
     } else {

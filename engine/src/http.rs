@@ -9,7 +9,6 @@
 //! - authentication follows the registry's challenge: Basic, or the token flow with the scopes
 //!   each request needs, tokens cached per scope until they expire.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +17,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ureq::http;
 
+use crate::auth::{merge_scopes, pick_challenge, token_expiry, TokenCache};
+pub use crate::auth::{parse_challenge, scopes_for, Challenge};
 use crate::config::Tls;
 use crate::content::{Content, Hasher};
 use crate::redact::{is_sensitive_header, Redactor, Secret, MASK};
@@ -46,6 +47,9 @@ pub struct ClientConfig {
     /// Requests that may be in flight at once (parallel runs); the pool keeps that many
     /// connections open.
     pub connections: usize,
+    /// The registry's base URL: credentials go to its origin only (empty: to the origin of
+    /// each request's own URL).
+    pub registry: String,
 }
 
 /// A request body.
@@ -165,6 +169,8 @@ pub struct Response {
     pub body_error: Option<String>,
     /// Time from sending to the end of the body.
     pub elapsed: Duration,
+    /// Why authentication did not succeed, when the answer is a 401 (shown with the failure).
+    pub auth_error: Option<String>,
 }
 
 impl Response {
@@ -281,7 +287,9 @@ pub enum HttpError {
     Connect(String),
     /// The request could not be built (bad URL or header from a scenario).
     Request(String),
-    /// Any other transport problem (reset, TLS, protocol).
+    /// The TLS handshake failed (untrusted or invalid certificate, not a TLS server).
+    Tls(String),
+    /// Any other transport problem (reset, protocol).
     Transport(String),
 }
 
@@ -291,6 +299,7 @@ impl std::fmt::Display for HttpError {
             HttpError::Timeout(s) => write!(f, "timed out after {s} s without an answer"),
             HttpError::Connect(m) => write!(f, "cannot connect: {m}"),
             HttpError::Request(m) => write!(f, "invalid request: {m}"),
+            HttpError::Tls(m) => write!(f, "TLS error: {m}"),
             HttpError::Transport(m) => write!(f, "transport error: {m}"),
         }
     }
@@ -304,21 +313,20 @@ pub struct Outcome {
     pub exchanges: Vec<Exchange>,
 }
 
-#[derive(Clone)]
-struct Token {
-    value: Secret,
-    expires: Instant,
-}
-
 /// The HTTP client of a run.
 pub struct Client {
     agent: ureq::Agent,
     cfg: ClientConfig,
     redactor: Redactor,
-    tokens: Mutex<HashMap<String, Token>>,
+    tokens: TokenCache,
+    /// Set once the registry asked for Basic credentials: they are then sent up front.
     basic: AtomicBool,
-    /// Challenge seen last (realm, service), reused to fetch tokens up front.
+    /// The token endpoint (realm URL, service) of the last Bearer challenge, so a token for a
+    /// new scope set is fetched before the request instead of after a 401.
     bearer: Mutex<Option<(String, String)>>,
+    /// Cleared when a token request fails, so a refusing token server is asked once per
+    /// request (after the 401), not twice.
+    prefetch: AtomicBool,
 }
 
 impl Client {
@@ -346,11 +354,12 @@ impl Client {
         builder = builder.tls_config(tls_config(&cfg)?);
         Ok(Client {
             agent: builder.build().new_agent(),
+            tokens: TokenCache::new(cfg.cache_auth),
             cfg,
             redactor,
-            tokens: Mutex::new(HashMap::new()),
             basic: AtomicBool::new(false),
             bearer: Mutex::new(None),
+            prefetch: AtomicBool::new(true),
         })
     }
 
@@ -364,18 +373,30 @@ impl Client {
     }
 
     /// Sends a request, handling authentication challenges and (when allowed) redirects.
+    ///
+    /// Credentials go only to the registry's origin (scheme, host and port): a redirect to, or
+    /// an upload `Location` on, another origin (blob storage) gets no `Authorization`.
     pub fn send(&self, req: &Request, recv: &Recv) -> Outcome {
         let mut exchanges = Vec::new();
         let mut method = req.method.clone();
         let mut url = req.url.clone();
         let mut body = req.body.clone();
-        let origin = host_of(&req.url);
+        let origin = if self.cfg.registry.is_empty() {
+            origin_of(&req.url)
+        } else {
+            origin_of(&self.cfg.registry)
+        };
+        // What answered a challenge during this request; reused for its same-origin
+        // redirects even when tokens are not cached between requests.
+        let mut answered: Option<Secret> = None;
         let mut tried_auth = false;
         let mut hops = 0;
         loop {
-            let same_host = host_of(&url) == origin;
-            let auth = if req.auth && same_host {
-                self.cached_auth(&method, &url)
+            let credentials = req.auth && origin_of(&url) == origin;
+            let auth = if credentials {
+                answered
+                    .clone()
+                    .or_else(|| self.auth_for(&method, &url, &mut exchanges))
             } else {
                 None
             };
@@ -390,7 +411,7 @@ impl Client {
                 None,
             );
             exchanges.push(ex);
-            let resp = match result {
+            let mut resp = match result {
                 Ok(r) => r,
                 Err(e) => {
                     return Outcome {
@@ -399,10 +420,19 @@ impl Client {
                     }
                 }
             };
-            if resp.status == 401 && req.auth && same_host && !tried_auth {
-                tried_auth = true;
-                if self.authorize(&resp, &method, &url, &mut exchanges) {
-                    continue;
+            if resp.status == 401 && credentials {
+                if tried_auth {
+                    resp.auth_error = Some(self.refused(&resp, auth.as_ref()));
+                } else {
+                    tried_auth = true;
+                    match self.answer_challenge(&resp, &method, &url, auth.as_ref(), &mut exchanges)
+                    {
+                        Ok(header) => {
+                            answered = Some(header);
+                            continue;
+                        }
+                        Err(why) => resp.auth_error = Some(self.redactor.scrub(&why)),
+                    }
                 }
             }
             if req.follow_redirects
@@ -445,7 +475,11 @@ impl Client {
             method: method.to_string(),
             url: self.redactor.scrub(url),
             request_headers: Vec::new(),
-            request_body: body.summary(),
+            request_body: {
+                let mut s = body.summary();
+                s.text = s.text.map(|t| self.redactor.scrub(&t));
+                s
+            },
             chunked,
             note: note.map(String::from),
             sent_body: body.clone(),
@@ -577,14 +611,7 @@ impl Client {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let what = if e.kind() == std::io::ErrorKind::TimedOut
-                        || e.to_string().contains("timeout")
-                    {
-                        format!("body read timed out after {} s", self.cfg.timeout.as_secs())
-                    } else {
-                        format!("body read failed after {} bytes: {e}", out.body_len)
-                    };
-                    out.body_error = Some(what);
+                    out.body_error = Some(self.body_failure(&e, &out));
                     break;
                 }
             }
@@ -594,6 +621,30 @@ impl Client {
         }
         out.elapsed = start.elapsed();
         out
+    }
+
+    /// Why a body could not be read to its end, with how far it got.
+    fn body_failure(&self, e: &std::io::Error, so_far: &Response) -> String {
+        use std::io::ErrorKind as K;
+        let of = so_far
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|n| format!(" of {n}"))
+            .unwrap_or_default();
+        let got = so_far.body_len;
+        if e.kind() == K::TimedOut || e.to_string().contains("timeout") {
+            let secs = self.cfg.timeout.as_secs();
+            format!("the body timed out after {secs} s without data ({got}{of} bytes received)")
+        } else if matches!(
+            e.kind(),
+            K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted
+        ) {
+            // ureq reports a reset during the body as the peer closing, so both read alike.
+            format!("the connection was closed or reset after {got}{of} bytes of the body")
+        } else {
+            let e = self.redactor.scrub(&e.to_string());
+            format!("the body could not be read after {got}{of} bytes: {e}")
+        }
     }
 
     fn map_error(&self, e: ureq::Error) -> HttpError {
@@ -611,25 +662,34 @@ impl Client {
             }
             ureq::Error::BadUri(m) => HttpError::Request(format!("bad URL: {m}")),
             ureq::Error::Http(h) => HttpError::Request(h.to_string()),
+            ureq::Error::Rustls(r) => HttpError::Tls(tls_reason(&r.to_string())),
+            ureq::Error::Tls(m) => HttpError::Tls(tls_reason(m)),
+            ureq::Error::Io(io) if is_tls_error(&io) => HttpError::Tls(tls_reason(&io.to_string())),
             other => HttpError::Transport(self.redactor.scrub(&other.to_string())),
         }
     }
 
-    /// An `Authorization` value already known for this request, if any.
-    fn cached_auth(&self, method: &str, url: &str) -> Option<Secret> {
-        if !self.has_credentials() && self.bearer.lock().ok()?.is_none() {
-            return None;
-        }
+    /// The `Authorization` to send before any challenge: Basic once the registry asked for it,
+    /// else a cached token for the request's scopes, else a token fetched now from the token
+    /// server the registry named earlier (saves a 401 and a resent body per new scope set).
+    fn auth_for(&self, method: &str, url: &str, exchanges: &mut Vec<Exchange>) -> Option<Secret> {
         if self.basic.load(Ordering::Relaxed) && self.has_credentials() {
             return Some(self.basic_header());
         }
-        if !self.cfg.cache_auth {
+        if !self.tokens.enabled() {
             return None;
         }
-        let scope = scopes_for(method, url).join(" ");
-        let tokens = self.tokens.lock().ok()?;
-        let t = tokens.get(&scope)?;
-        (t.expires > Instant::now()).then(|| Secret::new(format!("Bearer {}", t.value.expose())))
+        let scopes = scopes_for(method, url);
+        if let Some(t) = self.tokens.get(&scopes) {
+            return Some(t);
+        }
+        if !self.prefetch.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (realm, service) = self.bearer.lock().ok()?.clone()?;
+        self.fetch_token(&realm, &service, &scopes, exchanges)
+            .ok()
+            .map(|(t, _)| t)
     }
 
     fn basic_header(&self) -> Secret {
@@ -640,78 +700,120 @@ impl Client {
         ))
     }
 
-    /// Answers a 401 challenge; true when a retry with credentials makes sense.
-    fn authorize(
+    /// Answers a 401 challenge with the `Authorization` to retry with, or says why it cannot.
+    fn answer_challenge(
         &self,
         resp: &Response,
         method: &str,
         url: &str,
+        sent: Option<&Secret>,
         exchanges: &mut Vec<Exchange>,
-    ) -> bool {
-        let Some(challenge) = resp
-            .header_all("www-authenticate")
-            .into_iter()
-            .find_map(parse_challenge)
-        else {
-            return false;
+    ) -> Result<Secret, String> {
+        let Some(challenge) = pick_challenge(resp.header_all("www-authenticate")) else {
+            return Err("the registry answered 401 without a WWW-Authenticate challenge".into());
         };
         match challenge.scheme.as_str() {
-            "basic" if self.has_credentials() => {
+            "basic" => {
+                if !self.has_credentials() {
+                    return Err("the registry asks for credentials (Basic); set OCI_USERNAME and OCI_PASSWORD".into());
+                }
+                if sent.is_some_and(|s| s.expose().starts_with("Basic ")) {
+                    return Err(self.refused(resp, sent));
+                }
                 self.basic.store(true, Ordering::Relaxed);
-                true
+                Ok(self.basic_header())
             }
             "bearer" => {
-                let Some(realm) = challenge.params.get("realm") else {
-                    return false;
+                let Some(realm) = challenge.params.get("realm").filter(|r| !r.is_empty()) else {
+                    return Err(
+                        "the registry's Bearer challenge names no realm (token server)".into(),
+                    );
                 };
+                let realm = resolve_url(url, realm);
                 let service = challenge.params.get("service").cloned().unwrap_or_default();
                 if let Ok(mut b) = self.bearer.lock() {
                     *b = Some((realm.clone(), service.clone()));
                 }
-                let mut scopes = scopes_for(method, url);
-                if let Some(s) = challenge.params.get("scope") {
-                    for part in s.split(' ') {
-                        if !part.is_empty() && !scopes.iter().any(|x| x == part) {
-                            scopes.push(part.to_string());
-                        }
-                    }
-                }
-                self.fetch_token(
-                    &resolve_url(url, realm),
-                    &service,
-                    &scopes,
-                    method,
-                    url,
-                    exchanges,
-                )
+                // What the request needs, united with what the registry says it needs.
+                let ours = scopes_for(method, url);
+                let asked: Vec<String> =
+                    challenge.params.get("scope").cloned().into_iter().collect();
+                let scopes = merge_scopes(&[&ours, &asked]);
+                let (token, expires) = self.fetch_token(&realm, &service, &scopes, exchanges)?;
+                self.tokens.put(&ours, &token, expires);
+                Ok(token)
             }
-            _ => false,
+            other => Err(format!(
+                "the registry asks for `{other}` authentication, which oci-conform does not support"
+            )),
         }
     }
 
+    /// Why the registry still answers 401 although credentials were sent.
+    fn refused(&self, resp: &Response, sent: Option<&Secret>) -> String {
+        let challenge = pick_challenge(resp.header_all("www-authenticate"));
+        let param = |k: &str| {
+            challenge
+                .as_ref()
+                .and_then(|c| c.params.get(k))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        match sent {
+            Some(s) if s.expose().starts_with("Basic ") => format!(
+                "the registry rejected the credentials of user `{}`",
+                self.cfg.username
+            ),
+            Some(_) => {
+                let mut m = String::from("the registry refused the token");
+                if let Some(scope) = param("scope") {
+                    m.push_str(&format!(" for scope `{scope}`"));
+                }
+                if let Some(e) = param("error") {
+                    m.push_str(&format!(" ({e})"));
+                }
+                self.redactor.scrub(&m)
+            }
+            None => "the registry answered 401 and no credentials could be sent".into(),
+        }
+    }
+
+    /// Asks the token server for a token covering `scopes`, caches it, and returns the
+    /// `Authorization` value with its expiry; the error says what the token server did.
     fn fetch_token(
         &self,
         realm: &str,
         service: &str,
         scopes: &[String],
-        method: &str,
-        url: &str,
         exchanges: &mut Vec<Exchange>,
-    ) -> bool {
-        let mut token_url = format!(
-            "{realm}{}service={}",
-            if realm.contains('?') { "&" } else { "?" },
-            encode_component(service)
-        );
-        for s in scopes {
-            token_url.push_str(&format!("&scope={}", encode_component(s)));
+    ) -> Result<(Secret, Instant), String> {
+        let mut token_url = realm.to_string();
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if !service.is_empty() {
+            params.push(("service", service));
         }
+        for s in scopes {
+            params.push(("scope", s));
+        }
+        if self.has_credentials() {
+            params.push(("account", &self.cfg.username));
+        }
+        for (i, (k, v)) in params.iter().enumerate() {
+            let sep = if i == 0 && !realm.contains('?') {
+                '?'
+            } else {
+                '&'
+            };
+            token_url.push_str(&format!("{sep}{k}={}", encode_component(v)));
+        }
+        // Anonymous token requests carry no Authorization at all (not an empty Basic pair).
         let auth = self.has_credentials().then(|| self.basic_header());
         let headers = vec![("Accept".to_string(), "application/json".to_string())];
         let recv = Recv {
             digests: Vec::new(),
             keep: 1 << 20,
         };
+        let asked_at = Instant::now();
         let (result, mut ex) = self.once(
             "GET",
             &token_url,
@@ -728,44 +830,58 @@ impl Client {
             digest: None,
         };
         exchanges.push(ex);
-        let Ok(resp) = result else { return false };
+        let fail = |m: String| {
+            self.prefetch.store(false, Ordering::Relaxed);
+            Err(m)
+        };
+        let server = realm.split('?').next().unwrap_or(realm);
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => return fail(format!("the token request to {server} failed: {e}")),
+        };
         if resp.status != 200 {
-            return false;
-        }
-        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&resp.body) else {
-            return false;
-        };
-        let Some(token) = json
-            .get("token")
-            .or_else(|| json.get("access_token"))
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-        else {
-            return false;
-        };
-        self.redactor.add(token);
-        let ttl = json
-            .get("expires_in")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(60)
-            .max(1);
-        // Renew a little early so a token does not expire in flight.
-        let expires = Instant::now() + Duration::from_secs(ttl.saturating_sub(ttl.min(10) / 2));
-        if let Ok(mut tokens) = self.tokens.lock() {
-            let entry = Token {
-                value: Secret::new(token),
-                expires,
+            let who = if self.has_credentials() {
+                format!(" for user `{}`", self.cfg.username)
+            } else {
+                " to an anonymous request".to_string()
             };
-            tokens.insert(scopes_for(method, url).join(" "), entry.clone());
-            tokens.insert(scopes.join(" "), entry);
+            let body = crate::expect::excerpt(&resp.body);
+            let detail = if body.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", self.redactor.scrub(&body))
+            };
+            return fail(format!(
+                "the token server {server} answered {}{who}{detail}",
+                resp.status
+            ));
         }
-        // Without a cache the token is still used for the retry of this request.
-        if !self.cfg.cache_auth {
-            if let Ok(mut tokens) = self.tokens.lock() {
-                tokens.retain(|_, t| t.expires > Instant::now());
-            }
+        let json = serde_json::from_slice::<serde_json::Value>(&resp.body).ok();
+        let field = |k: &str| {
+            json.as_ref()
+                .and_then(|j| j.get(k))
+                .and_then(|t| t.as_str())
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+        };
+        let Some(token) = field("token").or_else(|| field("access_token")) else {
+            return fail(format!(
+                "the token server {server} answered 200 without a token (expected JSON with `token` or `access_token`)"
+            ));
+        };
+        self.redactor.add(&token);
+        if let Some(refresh) = field("refresh_token") {
+            self.redactor.add(&refresh);
         }
-        true
+        let expires_in = json
+            .as_ref()
+            .and_then(|j| j.get("expires_in"))
+            .and_then(serde_json::Value::as_f64);
+        let expires = token_expiry(asked_at, expires_in);
+        let secret = Secret::new(format!("Bearer {token}"));
+        self.tokens.put(scopes, &secret, expires);
+        self.prefetch.store(true, Ordering::Relaxed);
+        Ok((secret, expires))
     }
 }
 
@@ -791,12 +907,6 @@ fn canonical_header(name: &str) -> String {
         .join("-")
         .replace("Oci-", "OCI-")
         .replace("Www-", "WWW-")
-}
-
-fn host_of(url: &str) -> String {
-    url.split_once("://")
-        .map(|(_, r)| r.split('/').next().unwrap_or("").to_string())
-        .unwrap_or_default()
 }
 
 /// `Link` header values (RFC 8288) as `(rel, target)` pairs, e.g. `<url>; rel="next"`.
@@ -832,95 +942,77 @@ pub fn parse_links(values: &[&str]) -> Vec<(String, String)> {
     out
 }
 
-/// A parsed `WWW-Authenticate` challenge.
-#[derive(Debug, PartialEq)]
-pub struct Challenge {
-    /// Lower-case scheme.
-    pub scheme: String,
-    /// Parameters (quoted or token values).
-    pub params: HashMap<String, String>,
-}
-
-/// Parses `Bearer realm="…",service="…",scope="…"` (quoted or bare values).
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
-    let header = header.trim();
-    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
-    let mut params = HashMap::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let key: String = chars
-            .by_ref()
-            .take_while(|c| *c != '=')
-            .collect::<String>()
-            .trim()
-            .to_lowercase();
-        if key.is_empty() {
-            break;
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            value = chars
-                .by_ref()
-                .take_while(|c| *c != ',')
-                .collect::<String>()
-                .trim()
-                .to_string();
-        }
-        params.insert(key, value);
-    }
-    Some(Challenge {
-        scheme: scheme.to_lowercase(),
-        params,
-    })
-}
-
-/// Token scopes a request needs: pull for reads, pull+push for writes, delete for DELETE,
-/// and pull on the source repository of a cross-repository mount.
-pub fn scopes_for(method: &str, url: &str) -> Vec<String> {
-    let path = url
-        .split_once("://")
-        .map_or(url, |(_, r)| r.find('/').map_or("", |i| &r[i..]));
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    let Some(rest) = path.strip_prefix("/v2/") else {
-        return Vec::new();
+/// `scheme://host:port` of a URL (lower-case, default ports made explicit), the unit
+/// credentials are scoped to.
+fn origin_of(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return String::new();
     };
-    // The repository name ends at the last endpoint segment (names may contain `blobs` too).
-    let end = ["/blobs/", "/manifests/", "/tags/", "/referrers/"]
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let has_port = authority.rsplit_once(':').is_some_and(|(h, p)| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':')
+    });
+    if has_port {
+        format!("{scheme}://{authority}")
+    } else {
+        let port = if scheme == "https" { 443 } else { 80 };
+        format!("{scheme}://{authority}:{port}")
+    }
+}
+
+/// Whether an I/O error comes from the TLS layer (rustls reports through `io::Error`).
+fn is_tls_error(e: &std::io::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    e.kind() == std::io::ErrorKind::InvalidData
+        || [
+            "certificate",
+            "tls",
+            "handshake",
+            "corrupt message",
+            "alert",
+        ]
         .iter()
-        .filter_map(|m| rest.rfind(m))
-        .max();
-    let Some(repo) = end.map(|i| &rest[..i]).filter(|r| !r.is_empty()) else {
-        return Vec::new();
+        .any(|w| text.contains(w))
+}
+
+/// A TLS failure with what the user can do about it.
+fn tls_reason(msg: &str) -> String {
+    let hint = if msg.contains("UnknownIssuer") || msg.contains("unknown issuer") {
+        " (the certificate is not signed by a trusted CA: set OCI_TLS_CA_FILE to the CA certificate, or OCI_TLS=insecure to skip verification)"
+    } else if msg.contains("NotValidForName") || msg.contains("not valid for name") {
+        " (the certificate does not name this host)"
+    } else if msg.contains("Expired") || msg.contains("expired") {
+        " (the certificate has expired)"
+    } else if msg.contains("InvalidContentType") || msg.contains("corrupt message") {
+        " (the server does not answer with TLS: if the registry serves plain HTTP, set OCI_TLS=disabled)"
+    } else {
+        ""
     };
-    let actions = match method {
-        "GET" | "HEAD" => "pull",
-        "DELETE" => "delete",
-        _ => "pull,push",
-    };
-    let mut scopes = vec![format!("repository:{repo}:{actions}")];
-    for pair in query.split('&') {
-        if let Some(from) = pair.strip_prefix("from=") {
-            let from = from.replace("%2F", "/").replace("%2f", "/");
-            scopes.push(format!("repository:{from}:pull"));
-        }
-    }
-    scopes
+    format!("{msg}{hint}")
+}
+
+/// The certificates of a PEM file (keys and other items are left out).
+fn pem_certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    use ureq::tls::{parse_pem, PemItem};
+    parse_pem(pem)
+        .filter_map(Result::ok)
+        .filter_map(|i| match i {
+            PemItem::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
-    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    use ureq::tls::{RootCerts, TlsConfig};
     let mut b = TlsConfig::builder();
     match cfg.tls {
         Tls::Insecure => b = b.disable_verification(true),
@@ -941,30 +1033,23 @@ fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
             );
             for f in files.iter().filter(|f| f.exists()).take(1) {
                 if let Ok(pem) = std::fs::read(f) {
-                    certs.extend(
-                        parse_pem(&pem)
-                            .filter_map(Result::ok)
-                            .filter_map(|i| match i {
-                                PemItem::Certificate(c) => Some(c),
-                                _ => None,
-                            }),
-                    );
+                    certs.extend(pem_certificates(&pem));
                 }
             }
             if let Some(ca) = &cfg.ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?;
+                let pem = std::fs::read(ca).map_err(|e| {
+                    format!(
+                        "cannot read CA file {} (tlsCAFile, OCI_TLS_CA_FILE): {e}",
+                        ca.display()
+                    )
+                })?;
                 let before = certs.len();
-                certs.extend(
-                    parse_pem(&pem)
-                        .filter_map(Result::ok)
-                        .filter_map(|i| match i {
-                            PemItem::Certificate(c) => Some(c),
-                            _ => None,
-                        }),
-                );
+                certs.extend(pem_certificates(&pem));
                 if certs.len() == before {
-                    return Err(format!("CA file {} holds no PEM certificate", ca.display()));
+                    return Err(format!(
+                        "CA file {} (tlsCAFile, OCI_TLS_CA_FILE) holds no PEM certificate",
+                        ca.display()
+                    ));
                 }
             }
             if !certs.is_empty() {
@@ -978,46 +1063,6 @@ fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_challenges() {
-        let c = parse_challenge(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#).unwrap();
-        assert_eq!(c.scheme, "bearer");
-        assert_eq!(c.params["realm"], "https://auth.example/token");
-        assert_eq!(c.params["scope"], "repository:a/b:pull,push");
-        let c = parse_challenge("Basic realm=Registry").unwrap();
-        assert_eq!(c.scheme, "basic");
-        assert_eq!(c.params["realm"], "Registry");
-    }
-
-    #[test]
-    fn scopes_per_request() {
-        assert_eq!(
-            scopes_for("GET", "http://h/v2/a/b/blobs/sha256:x"),
-            vec!["repository:a/b:pull"]
-        );
-        assert_eq!(
-            scopes_for("PUT", "http://h/v2/a/manifests/t"),
-            vec!["repository:a:pull,push"]
-        );
-        assert_eq!(
-            scopes_for("DELETE", "http://h/v2/a/b/manifests/t"),
-            vec!["repository:a/b:delete"]
-        );
-        assert_eq!(
-            scopes_for(
-                "POST",
-                "http://h/v2/r1/blobs/uploads/?mount=sha256:x&from=r%2F2"
-            ),
-            vec!["repository:r1:pull,push", "repository:r/2:pull"]
-        );
-        assert!(scopes_for("GET", "http://h/v2/").is_empty());
-        // a repository named like an endpoint segment still resolves to the right name
-        assert_eq!(
-            scopes_for("GET", "http://h/v2/x/blobs/y/manifests/t"),
-            vec!["repository:x/blobs/y:pull"]
-        );
-    }
 
     #[test]
     fn parses_link_headers() {

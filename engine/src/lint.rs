@@ -87,6 +87,11 @@ fn schemas_near(file: &Path) -> PathBuf {
         .unwrap_or_else(|| pack::normalize(&pack::specs_dir(None).join("../schemas")))
 }
 
+/// Schema problems of the files a pack load read (`run` and `list` refuse what `lint` refuses).
+pub fn schema_problems(loader: &Loader, dir: &Path) -> Diagnostics {
+    with_schema_problems(Diagnostics::default(), loader, dir)
+}
+
 /// Adds the schema problems of every file the loader read, except those the typed loader
 /// already reported at the same position (the typed message is the more specific one).
 fn with_schema_problems(mut diags: Diagnostics, loader: &Loader, dir: &Path) -> Diagnostics {

@@ -28,6 +28,9 @@ const REPORTED: &str = "\u{0}reported";
 struct PackDef {
     #[serde(default)]
     schema_version: Option<u32>,
+    /// Applied (and removed) by `resolve_extends` before this struct is read.
+    #[serde(default, rename = "extends")]
+    _extends: Option<String>,
     #[serde(rename = "$schema", default)]
     _schema: Option<String>,
     name: String,
@@ -411,7 +414,7 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         },
         None => None,
     };
-    diags.0.extend(loader.diags.0.drain(..));
+    diags.0.append(&mut loader.diags.0);
     let Some(root) = root.filter(|_| diags.is_empty()) else {
         return Err(diags);
     };
@@ -442,9 +445,18 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
     })
 }
 
-/// The schemas folder of the pack in `dir`: its `schemas:` entry, else `../../schemas`.
+/// The schemas folder of the pack in `dir`: its `schemas:` entry, else the nearest `schemas/`
+/// folder above it.
 pub fn schemas_dir(dir: &Path, declared: Option<&str>) -> PathBuf {
-    normalize(&dir.join(declared.unwrap_or("../../schemas")))
+    if let Some(d) = declared {
+        return normalize(&dir.join(d));
+    }
+    // The nearest `schemas/` folder above the pack that holds the format schemas (so packs
+    // kept elsewhere, such as test packs, find the repository's schemas too).
+    dir.ancestors()
+        .map(|a| a.join("schemas"))
+        .find(|s| s.join("scenario.schema.json").is_file())
+        .unwrap_or_else(|| normalize(&dir.join("../../schemas")))
 }
 
 /// Applies `extends: ../1.1/pack.yaml`: the base pack's keys, with this file's keys on top

@@ -142,9 +142,6 @@ pub struct CaseResult {
     /// Every request and answer (credentials masked).
     #[serde(skip)]
     pub exchanges: Vec<Exchange>,
-    /// Reproduction commands of the exchanges (credentials as variables).
-    #[serde(skip)]
-    pub curl: Vec<String>,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -367,7 +364,6 @@ mod tests {
             note: None,
             duration: Duration::ZERO,
             exchanges: vec![],
-            curl: vec![],
         }
     }
 

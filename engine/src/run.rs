@@ -97,6 +97,16 @@ pub struct Runner<'a> {
     pub parallel: usize,
 }
 
+/// How the checks of one expectation are recorded.
+struct Checked<'a> {
+    /// Level of checks that name none.
+    level: Level,
+    /// Requirement ids of the step.
+    req: &'a [String],
+    /// What the answer was to (`PUT /v2/…`), put before each message.
+    prefix: Option<&'a str>,
+}
+
 /// Whether a step sequence goes on.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -116,6 +126,10 @@ struct CaseState {
     cleanup: bool,
     /// Plan position of the case, and how many resources it created so far.
     created: (usize, usize),
+    /// Steps whose answer matched `unsupported` (they did not do what they declare).
+    declined: usize,
+    /// MUST-level problems met while cleaning up (recorded as warnings, yet the step failed).
+    cleanup_failures: usize,
 }
 
 impl CaseState {
@@ -129,6 +143,9 @@ impl CaseState {
         };
         if self.cleanup {
             // Cleanup problems are reported, never verdicts.
+            if level == Level::Must {
+                self.cleanup_failures += 1;
+            }
             self.warnings.push(Finding {
                 message: format!("cleanup: {}", f.message),
                 ..f
@@ -290,7 +307,7 @@ impl Walk<'_, '_> {
                         forced = Some((
                             Status::Error,
                             format!("scenario error at {}: {}", d.pos, d.message),
-                        ))
+                        ));
                     }
                 }
             }
@@ -388,7 +405,6 @@ impl Runner<'_> {
             note: node.note.clone(),
             duration,
             exchanges: st.exchanges,
-            curl: Vec::new(),
         }
     }
 
@@ -521,28 +537,17 @@ impl Runner<'_> {
         }
         if !step.expect.assert.is_empty() {
             let level = step.level.unwrap_or(st.level);
-            let ctx = frame.context();
-            let env = CheckEnv {
-                ctx: &ctx,
-                store: self.store,
-                schemas: self.schemas,
+            let before = st.failures.len();
+            let checked = Checked {
                 level,
                 req: &step.req,
+                prefix: None,
             };
-            match expect::check(&step.expect, None, None, &env) {
-                Ok(checks) => {
-                    let before = st.failures.len();
-                    for c in checks.into_iter().filter(|c| !c.ok) {
-                        st.finding(c.level, c.message, &c.pos, c.req);
-                    }
-                    if st.failures.len() > before && step.stop_on_failure {
-                        return Flow::Stop;
-                    }
-                }
-                Err(d) => {
-                    st.scenario_error(&d);
-                    return Flow::Stop;
-                }
+            if !self.record_checks(&step.expect, None, &frame.context(), &checked, st) {
+                return Flow::Stop;
+            }
+            if st.failures.len() > before && step.stop_on_failure {
+                return Flow::Stop;
             }
         }
         Flow::Continue
@@ -638,23 +643,53 @@ impl Runner<'_> {
                     return Flow::Stop;
                 }
             };
+            st.created.1 += 1;
+            self.track_answer(&resp, st.created);
             // Eventually consistent registries: retry until the expectation holds.
             if attempt < attempts && !self.would_pass(step, &resp, frame, level) {
                 std::thread::sleep(Duration::from_millis(delay));
                 continue;
             }
-            let before = (st.failures.len(), st.error.is_some());
+            let state = |st: &CaseState| {
+                (
+                    st.failures.len(),
+                    st.error.is_some(),
+                    st.declined,
+                    st.cleanup_failures,
+                )
+            };
+            let before = state(st);
             let flow = self.evaluate(step, &request, &resp, frame, st, level);
-            if st.failures.len() == before.0 && st.error.is_some() == before.1 {
+            if state(st) == before {
                 st.created.1 += 1;
-                self.track(step, frame, st.created);
+                self.track(step, frame, resp.status, st.created);
             }
             return flow;
         }
     }
 
-    /// Records what a successful step created or deleted.
-    fn track(&self, step: &StepSpec, frame: &Arc<Scope>, at: (usize, usize)) {
+    /// Records what the registry says it created: the `Location` of a `201 Created` on the
+    /// registry, whatever the step's verdict and whether or not a `creates:` names it (a
+    /// registry may also name content differently, e.g. store a sha512 upload under its sha256
+    /// digest), so the final cleanup deletes it.
+    fn track_answer(&self, resp: &Response, at: (usize, usize)) {
+        if resp.status != 201 {
+            return;
+        }
+        if let Some(l) = resp.header("location") {
+            let url = resolve_url(&resp.url, l);
+            let url = url.split('?').next().unwrap_or_default();
+            if url.starts_with(&format!("{}/", self.base)) {
+                self.resources.created(url.to_string(), at);
+            }
+        }
+    }
+
+    /// Records what a successful step declares it created (`creates:`) or deleted (`deletes:`).
+    ///
+    /// Whatever statuses a step accepts, only a 2xx creates and only a 2xx or 404 deletes: a
+    /// step may accept `405` as "deletion disabled", but then the content is still there.
+    fn track(&self, step: &StepSpec, frame: &Arc<Scope>, status: u16, at: (usize, usize)) {
         let ctx = frame.context();
         let absolute = |u: String| {
             let u = if u.starts_with('/') {
@@ -664,11 +699,16 @@ impl Runner<'_> {
             };
             u.split('?').next().unwrap_or_default().to_string()
         };
+        let success = (200..300).contains(&status);
         if let Some(Ok(u)) = step.creates.as_ref().map(|t| t.render(&ctx)) {
-            self.resources.created(absolute(u), at);
+            if success {
+                self.resources.created(absolute(u), at);
+            }
         }
         if let Some(Ok(u)) = step.deletes.as_ref().map(|t| t.render(&ctx)) {
-            self.resources.deleted(&absolute(u));
+            if success || matches!(status, 404 | 410) {
+                self.resources.deleted(&absolute(u));
+            }
         }
     }
 
@@ -710,22 +750,19 @@ impl Runner<'_> {
         if !ok_status {
             return false;
         }
-        let env = CheckEnv {
-            ctx: &rframe.context(),
-            store: self.store,
-            schemas: self.schemas,
+        let checked = Checked {
             level,
             req: &step.req,
+            prefix: None,
         };
-        match expect::check(&step.expect, Some(resp), Some(&json), &env) {
-            Ok(checks) => {
-                for c in checks.into_iter().filter(|c| !c.ok) {
-                    probe.finding(c.level, c.message, &c.pos, c.req);
-                }
-                probe.failures.is_empty()
-            }
-            Err(_) => false,
-        }
+        self.record_checks(
+            &step.expect,
+            Some((resp, &json)),
+            &rframe.context(),
+            &checked,
+            &mut probe,
+        ) && probe.failures.is_empty()
+            && probe.error.is_none()
     }
 
     fn evaluate(
@@ -798,6 +835,7 @@ impl Runner<'_> {
             if !matched {
                 continue;
             }
+            st.declined += 1;
             match u.reason.render(&ctx) {
                 Ok(r) => {
                     if st.skip.is_none() {
@@ -849,41 +887,22 @@ impl Runner<'_> {
                 }
             }
         }
-        let env = CheckEnv {
-            ctx: &ctx,
-            store: self.store,
-            schemas: self.schemas,
+        let before = st.failures.len();
+        let checked = Checked {
             level,
             req: &step.req,
+            prefix: Some(&what),
         };
-        let before = st.failures.len();
-        match expect::check(&step.expect, Some(resp), Some(&json), &env) {
-            Ok(checks) => {
-                for c in checks.into_iter().filter(|c| !c.ok) {
-                    st.finding(c.level, format!("{what}: {}", c.message), &c.pos, c.req);
-                }
-            }
-            Err(d) => {
-                st.scenario_error(&d);
-                return Flow::Stop;
-            }
+        if !self.record_checks(&step.expect, Some((resp, &json)), &ctx, &checked, st) {
+            return Flow::Stop;
         }
         if let Some(every) = self.every_response {
-            let env = CheckEnv {
-                ctx: &ctx,
-                store: self.store,
-                schemas: self.schemas,
+            let checked = Checked {
                 level: Level::Must,
                 req: &[],
+                prefix: Some(&what),
             };
-            match expect::check(every, Some(resp), Some(&json), &env) {
-                Ok(checks) => {
-                    for c in checks.into_iter().filter(|c| !c.ok) {
-                        st.finding(c.level, format!("{what}: {}", c.message), &c.pos, c.req);
-                    }
-                }
-                Err(d) => st.scenario_error(&d),
-            }
+            self.record_checks(every, Some((resp, &json)), &ctx, &checked, st);
         }
         if self.captures(&step.capture, &ctx, st).is_err() {
             return Flow::Stop;
@@ -892,6 +911,41 @@ impl Runner<'_> {
             return Flow::Stop;
         }
         Flow::Continue
+    }
+
+    /// Runs the checks of `expect` and records the failed ones on the case; false when the
+    /// scenario itself could not be evaluated (recorded as an Error).
+    fn record_checks(
+        &self,
+        expect: &crate::scenario::ExpectSpec,
+        answer: Option<(&Response, &Result<serde_json::Value, String>)>,
+        ctx: &Value,
+        checked: &Checked<'_>,
+        st: &mut CaseState,
+    ) -> bool {
+        let env = CheckEnv {
+            ctx,
+            store: self.store,
+            schemas: self.schemas,
+            level: checked.level,
+            req: checked.req,
+        };
+        match expect::check(expect, answer.map(|a| a.0), answer.map(|a| a.1), &env) {
+            Ok(checks) => {
+                for c in checks.into_iter().filter(|c| !c.ok) {
+                    let message = match checked.prefix {
+                        Some(p) => format!("{p}: {}", c.message),
+                        None => c.message,
+                    };
+                    st.finding(c.level, message, &c.pos, c.req);
+                }
+                true
+            }
+            Err(d) => {
+                st.scenario_error(&d);
+                false
+            }
+        }
     }
 
     fn captures(
@@ -925,6 +979,8 @@ impl CaseState {
             level,
             cleanup: false,
             created: (0, 0),
+            declined: 0,
+            cleanup_failures: 0,
         }
     }
 }
@@ -963,8 +1019,18 @@ fn short_url(url: &str) -> &str {
         .unwrap_or(url)
 }
 
-/// The registry's error codes (when the body is an OCI error document), or a body excerpt.
+/// Why an answer has the wrong status: the registry's error codes or a body excerpt, and why
+/// authentication failed when it did.
 fn error_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
+    let mut detail = body_detail(resp, json);
+    if let Some(why) = &resp.auth_error {
+        detail.push_str(&format!("; authentication failed: {why}"));
+    }
+    detail
+}
+
+/// The registry's error codes (when the body is an OCI error document), or a body excerpt.
+fn body_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
     if let Some(errors) = json
         .and_then(|j| j.get("errors"))
         .and_then(|e| e.as_array())
@@ -1084,6 +1150,7 @@ mod tests {
                 password: crate::redact::Secret::new(""),
                 cache_auth: true,
                 connections: parallel,
+                registry: String::new(),
             },
             crate::redact::Redactor::default(),
         )

@@ -177,7 +177,7 @@ struct ExpectDef {
     #[serde(default)]
     headers: IndexMap<String, Raw>,
     #[serde(default)]
-    body: Option<BodyExpectDef>,
+    body: Option<Located<BodyExpectDef>>,
     #[serde(default)]
     assert: Vec<AssertDef>,
 }
@@ -924,37 +924,41 @@ fn expect_spec(def: &ExpectDef, diags: &mut Diagnostics) -> ExpectSpec {
     ExpectSpec {
         status: def.status.as_ref().and_then(|s| status(diags, s)),
         headers: matchers(diags, &def.headers),
-        body: def.body.as_ref().map(|b| BodyExpectSpec {
-            content: b.content.as_ref().and_then(|c| tmpl(diags, c)),
-            range: b.range.as_ref().and_then(|c| tmpl(diags, c)),
-            empty: b.empty,
-            text: b.text.as_ref().and_then(|c| tmpl(diags, c)),
-            json: b.json.as_ref().map(|j| {
-                for (k, v) in j {
-                    if !(k.is_empty() || k.starts_with('/')) {
-                        diags.push(
-                            Diagnostic::new(
-                                v.0.pos.clone(),
-                                format!("JSON pointer `{k}` must start with `/`"),
-                            )
-                            .with_hint(
-                                "write `/tags` for the `tags` field, `` (empty) for the whole body",
-                            ),
-                        );
+        body: def.body.as_ref().map(
+            |Located {
+                 pos: body_pos,
+                 value: b,
+             }| BodyExpectSpec {
+                content: b.content.as_ref().and_then(|c| tmpl(diags, c)),
+                range: b.range.as_ref().and_then(|c| tmpl(diags, c)),
+                empty: b.empty,
+                text: b.text.as_ref().and_then(|c| tmpl(diags, c)),
+                json: b.json.as_ref().map(|j| {
+                    for (k, v) in j {
+                        if !(k.is_empty() || k.starts_with('/')) {
+                            diags.push(
+                                Diagnostic::new(
+                                    v.0.pos.clone(),
+                                    format!("JSON pointer `{k}` must start with `/`"),
+                                )
+                                .with_hint(
+                                    "write `/tags` for the `tags` field, `` (empty) for the whole body",
+                                ),
+                            );
+                        }
                     }
-                }
-                matchers(diags, j)
-            }),
-            schema: b.schema.clone(),
-            if_json: b.if_json.unwrap_or(false),
-            level: b.level,
-            req: b.req.clone(),
-            pos: b
-                .content
-                .as_ref()
-                .map(|c| c.pos.clone())
-                .unwrap_or_default(),
-        }),
+                    matchers(diags, j)
+                }),
+                schema: b.schema.clone(),
+                if_json: b.if_json.unwrap_or(false),
+                level: b.level,
+                req: b.req.clone(),
+                pos: b
+                    .content
+                    .as_ref()
+                    .map_or_else(|| body_pos.clone(), |c| c.pos.clone()),
+            },
+        ),
         assert: def
             .assert
             .iter()

@@ -46,7 +46,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_test("matching", test_matching);
     env.add_function("urljoin", fn_urljoin);
     env.add_function("chunks", fn_chunks);
-    env.add_function("repeat", |s: String, n: usize| s.repeat(n));
+    env.add_function("repeat", fn_repeat);
     env.add_function("token", fn_token);
     env.add_function("subset", fn_subset);
     env.add_function("fail", |msg: String| -> Result<Value, MjError> {
@@ -586,11 +586,35 @@ fn fn_urljoin(base: String, reference: String) -> String {
 }
 
 /// Byte ranges covering `total` bytes in pieces of `size`: `{start, end, length, index, last}`.
+/// Largest string `repeat` builds: a typo in a count must not exhaust memory.
+const MAX_REPEAT_BYTES: usize = 64 << 20;
+/// Most chunks `chunks` lists.
+const MAX_CHUNKS: u64 = 1_000_000;
+
+fn fn_repeat(s: String, n: usize) -> Result<String, MjError> {
+    match s.len().checked_mul(n) {
+        Some(len) if len <= MAX_REPEAT_BYTES => Ok(s.repeat(n)),
+        _ => Err(MjError::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "repeat would build more than {} MiB",
+                MAX_REPEAT_BYTES >> 20
+            ),
+        )),
+    }
+}
+
 fn fn_chunks(total: u64, size: u64) -> Result<Value, MjError> {
     if size == 0 {
         return Err(MjError::new(
             ErrorKind::InvalidOperation,
             "chunk size must be positive",
+        ));
+    }
+    if total.div_ceil(size) > MAX_CHUNKS {
+        return Err(MjError::new(
+            ErrorKind::InvalidOperation,
+            format!("chunks({total}, {size}) would list more than {MAX_CHUNKS} chunks"),
         ));
     }
     let mut out = Vec::new();

@@ -161,12 +161,39 @@ thread_local! {
     static CURRENT_FILE: RefCell<Option<Arc<PathBuf>>> = const { RefCell::new(None) };
 }
 
+/// Stack of the thread that parses: each nesting level costs tens of KiB in debug builds.
+const PARSE_STACK: usize = 64 << 20;
+
 /// Parses YAML text into a node tree; `path` is used for positions and messages.
+///
+/// The reader recurses once per nesting level. Parsing runs on its own thread with a generous
+/// stack, so the nesting limit (64 levels, an error) decides what is too deep — not the
+/// caller's stack size (2 MiB on test threads), which would abort the process instead.
 pub fn parse(path: &Path, text: &str) -> Result<Node, Diagnostic> {
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new()
+            .name("yaml".into())
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, || parse_here(path, text))
+        {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => parse_here(path, text),
+        }
+    })
+}
+
+fn parse_here(path: &Path, text: &str) -> Result<Node, Diagnostic> {
     let file = Arc::new(path.to_path_buf());
     CURRENT_FILE.with(|c| *c.borrow_mut() = Some(file.clone()));
     // YAML 1.2 booleans only: `n`, `y`, `yes`, `on` stay strings (a query key `n` is a key).
-    let options = serde_saphyr::options! { strict_booleans: true };
+    // Flow collections (`[[[…]]]`) get the same depth limit as block ones, so no input
+    // nests deep enough to exhaust the stack of the recursive readers that follow.
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        budget: serde_saphyr::budget! { flow_nesting_limit: 64 },
+    };
     let result = serde_saphyr::from_str_with_options::<Node>(text, options);
     CURRENT_FILE.with(|c| *c.borrow_mut() = None);
     match result {
@@ -201,6 +228,12 @@ fn parser_message(e: &serde_saphyr::Error) -> String {
         _ => first,
     };
     let msg = msg.split(", set DuplicateKeyPolicy").next().unwrap_or(msg);
+    if msg.contains("budget breached: Depth")
+        || msg.contains("budget breached: FlowNesting")
+        || msg.contains("recursion limit exceeded")
+    {
+        return "invalid YAML: nested too deeply".to_string();
+    }
     format!("invalid YAML: {msg}")
 }
 
@@ -332,6 +365,20 @@ mod tests {
         let e = parse(Path::new("s.yaml"), "a: [1,\n").unwrap_err();
         assert!(e.pos.line >= 1);
         assert!(e.message.starts_with("invalid YAML"), "{}", e.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        for text in [
+            format!("a: {}{}\n", "[".repeat(5000), "]".repeat(5000)),
+            (0..3000)
+                .map(|i| format!("{}a:\n", "  ".repeat(i)))
+                .collect(),
+        ] {
+            let e = parse(Path::new("deep.yaml"), &text).unwrap_err();
+            assert_eq!(e.message, "invalid YAML: nested too deeply");
+            assert!(e.pos.line >= 1);
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use common::fake::{Action, FakeServer};
 use common::registry::Registry;
-use common::{cli, results, status_of, TempDir};
+use common::{cli, reason, results, status_of, TempDir};
 
 fn run_through(proxy: &FakeServer, filter: &str) -> serde_json::Value {
     let out = TempDir::new("viol");
@@ -28,16 +28,6 @@ fn run_through(proxy: &FakeServer, filter: &str) -> serde_json::Value {
         common::text(&o)
     );
     results(&out.0)
-}
-
-fn reason<'a>(r: &'a serde_json::Value, id: &str) -> &'a str {
-    r["tests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == id)
-        .and_then(|t| t["reason"].as_str())
-        .unwrap_or("")
 }
 
 #[test]
@@ -97,5 +87,31 @@ fn corrupted_blob_body_fails_the_get() {
         reason(&r, "sha256 blobs/post+put/blob-get").contains("body differs"),
         "{}",
         reason(&r, "sha256 blobs/post+put/blob-get")
+    );
+}
+
+/// The worked example of docs/maintainers.md: a registry that answers 200 to HEAD of a blob it
+/// does not have breaks R41, and `extra/absent content/head missing blob` catches it.
+#[test]
+fn head_of_a_missing_blob_must_be_404() {
+    let reg = Registry::docker();
+    let proxy = FakeServer::proxy(&reg.addr, |req, mut resp| {
+        if req.method == "HEAD" && req.path.contains("/blobs/") && resp.status == 404 {
+            resp.status = 200;
+        }
+        Action::Respond(resp)
+    });
+    let r = run_through(&proxy, "extra/absent content/head missing blob");
+    let id = "extra/absent content/head missing blob";
+    assert_eq!(status_of(&r, id), "FAIL");
+    assert!(
+        reason(&r, id).contains("expected status 404, got 200"),
+        "{}",
+        reason(&r, id)
+    );
+    assert_eq!(
+        r["tests"].as_array().unwrap().len(),
+        1,
+        "the filter runs only this case"
     );
 }

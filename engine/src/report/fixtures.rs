@@ -25,7 +25,6 @@ pub fn case(id: &str, status: Status) -> CaseResult {
         note: None,
         duration: Duration::from_millis(3),
         exchanges: vec![],
-        curl: vec![],
     }
 }
 

@@ -83,6 +83,13 @@ pub enum Action {
     CutBody(Resp, usize),
     /// Write these bytes and close.
     Raw(Vec<u8>),
+    /// Send headers announcing a longer body and part of it, then nothing more (until the
+    /// client gives up).
+    Stall(Resp, usize),
+    /// Send headers announcing a longer body and part of it, then reset the connection (RST,
+    /// not FIN). Only for requests without a body: the request is left unread, which is what
+    /// makes the kernel reset the connection on close.
+    Reset(Resp, usize),
 }
 
 type Handler = dyn Fn(&Req) -> Action + Send + Sync;
@@ -161,11 +168,10 @@ impl FakeServer {
             let headers = resp
                 .headers()
                 .iter()
+                // A HEAD answer keeps the length of the body it does not send.
                 .filter(|(k, _)| {
-                    !matches!(
-                        k.as_str(),
-                        "content-length" | "transfer-encoding" | "connection"
-                    )
+                    !matches!(k.as_str(), "transfer-encoding" | "connection")
+                        && (k.as_str() != "content-length" || req.method == "HEAD")
                 })
                 .map(|(k, v)| {
                     (
@@ -212,6 +218,27 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut out = stream;
     loop {
+        // A request without a body is answered before it is read, so `Reset` can close the
+        // connection with the request still unread.
+        let early = if reader.buffer().is_empty() {
+            peek_head(&out).map(|req| {
+                let action = handler(&req);
+                (req, action)
+            })
+        } else {
+            None
+        };
+        if let Some((req, Action::Reset(r, keep))) = &early {
+            if let Ok(mut s) = seen.lock() {
+                s.push(req.clone());
+            }
+            let _ = out.write_all(&head_bytes(r, r.body.len()));
+            let _ = out.write_all(&r.body[..(*keep).min(r.body.len())]);
+            let _ = out.flush();
+            // Let the client read the headers and start on the body before the reset.
+            std::thread::sleep(Duration::from_millis(300));
+            return;
+        }
         let Some(req) = read_request(&mut reader) else {
             return;
         };
@@ -219,7 +246,11 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
             s.push(req.clone());
         }
         let head_only = req.method == "HEAD";
-        match handler(&req) {
+        let action = match early {
+            Some((_, action)) => action,
+            None => handler(&req),
+        };
+        match action {
             Action::Respond(r) => {
                 if write_response(&mut out, &r, head_only).is_err() {
                     return;
@@ -231,20 +262,20 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
                 }
                 return;
             }
-            Action::CutBody(r, keep) => {
-                let mut head = format!(
-                    "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
-                    r.status,
-                    r.body.len()
-                );
-                for (k, v) in &r.headers {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
-                head.push_str("\r\n");
-                let _ = out.write_all(head.as_bytes());
+            Action::CutBody(r, keep) | Action::Reset(r, keep) => {
+                let _ = out.write_all(&head_bytes(&r, r.body.len()));
                 let _ = out.write_all(&r.body[..keep.min(r.body.len())]);
                 let _ = out.flush();
                 let _ = out.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            Action::Stall(r, keep) => {
+                let _ = out.write_all(&head_bytes(&r, r.body.len()));
+                let _ = out.write_all(&r.body[..keep.min(r.body.len())]);
+                let _ = out.flush();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 return;
             }
             Action::Raw(bytes) => {
@@ -255,6 +286,56 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
             }
         }
     }
+}
+
+/// Status line and headers announcing `len` body bytes.
+fn head_bytes(r: &Resp, len: usize) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {} X\r\nContent-Length: {len}\r\n", r.status);
+    for (k, v) in &r.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// The next request's head, read without consuming it, when the request has no body.
+fn peek_head(stream: &TcpStream) -> Option<Req> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut last = 0;
+    for _ in 0..400 {
+        let n = stream.peek(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let mut lines = text.split("\r\n");
+            let mut parts = lines.next()?.split_whitespace();
+            let method = parts.next()?.to_string();
+            let path = parts.next()?.to_string();
+            let headers: Vec<(String, String)> = lines
+                .filter_map(|h| h.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            let has_body = headers
+                .iter()
+                .any(|(k, v)| k == "transfer-encoding" || (k == "content-length" && v != "0"));
+            return (!has_body).then_some(Req {
+                method,
+                path,
+                headers,
+                body: Vec::new(),
+            });
+        }
+        if n == buf.len() {
+            return None;
+        }
+        if n == last {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        last = n;
+    }
+    None
 }
 
 fn write_response(out: &mut TcpStream, r: &Resp, head_only: bool) -> std::io::Result<()> {

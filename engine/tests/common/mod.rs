@@ -2,8 +2,10 @@
 //! for faults no real registry produces, and a proxy that breaks a real registry's answers.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod fake;
 pub mod registry;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -80,6 +82,15 @@ pub fn text(o: &Output) -> String {
 pub fn results(dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join("results.yaml")).expect("results.yaml written");
     serde_saphyr::from_str(&text).expect("results.yaml parses")
+}
+
+/// Reason of the test with this id in a results document ("" when it has none).
+pub fn reason<'a>(results: &'a serde_json::Value, id: &str) -> &'a str {
+    results["tests"]
+        .as_array()
+        .and_then(|t| t.iter().find(|x| x["id"] == id))
+        .and_then(|x| x["reason"].as_str())
+        .unwrap_or("")
 }
 
 /// Status of the test with this id in a results document.

@@ -53,19 +53,26 @@ impl Registry {
         std::fs::File::create(&cfg_path)
             .and_then(|mut f| f.write_all(config.as_bytes()))
             .expect("write registry config");
+        // The registry's own log, so a configuration it refuses is explained in the panic.
+        let log = dir.join("registry.log");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg_path)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).map_or(Stdio::null(), Stdio::from))
             .spawn()
             .expect("docker-registry is not installed: apt-get install -y docker-registry");
-        let reg = Registry {
+        let mut reg = Registry {
             child,
             addr: format!("127.0.0.1:{port}"),
             dir,
         };
-        wait_listening(port);
+        if let Ok(Some(status)) = wait_or_exit(port, &mut reg.child) {
+            panic!(
+                "docker-registry exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         reg
     }
 
@@ -108,6 +115,22 @@ impl Drop for Registry {
     }
 }
 
+/// The `auth:` section of a docker-registry configuration accepting one user, with the
+/// password file made by `htpasswd -Bbn` (bcrypt, as distribution requires) in `dir`.
+pub fn htpasswd_auth(dir: &std::path::Path, user: &str, password: &str) -> String {
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .expect("htpasswd is not installed: apt-get install -y apache2-utils");
+    assert!(out.status.success(), "htpasswd failed");
+    let file = dir.join("htpasswd");
+    std::fs::write(&file, &out.stdout).expect("write htpasswd");
+    format!(
+        "auth:\n  htpasswd:\n    realm: oci-conform-test\n    path: {}\n",
+        file.display()
+    )
+}
+
 /// Finds a program on PATH or in ~/.cargo/bin.
 pub fn which(name: &str) -> Option<std::path::PathBuf> {
     let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
@@ -117,6 +140,21 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
         dirs.push(std::path::PathBuf::from(home).join(".cargo/bin"));
     }
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Waits for the port to accept connections; returns the exit status if the process died.
+fn wait_or_exit(port: u16, child: &mut Child) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server on port {port} did not start within 20 s");
 }
 
 fn wait_listening(port: u16) {

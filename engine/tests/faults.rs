@@ -1,0 +1,357 @@
+//! Registries that misbehave: a fake registry that hangs, resets, cuts bodies short, answers
+//! garbage or 5xx, and redirects to storage on another port (each a FAIL with its reason, the
+//! run going on to the end); and content left behind: a real registry whose deletes a proxy
+//! refuses (leftovers listed), and a normal one (left empty).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::fake::{Action, FakeServer, Resp};
+use common::registry::Registry;
+use common::{cli, reason, results, status_of, text, TempDir};
+
+const USER: &str = "bob";
+const PASSWORD: &str = "s3cond-s3cret";
+/// The bytes of the `hello` item of engine/tests/packs/faults/content.yaml.
+const HELLO: &[u8] = b"hello from storage\n";
+
+/// A registry that asks for Basic credentials, then misbehaves according to the repository
+/// named in the path (see engine/tests/packs/faults/cases.yaml).
+fn faulty_registry(storage: &str) -> FakeServer {
+    let storage = storage.to_string();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    FakeServer::start(move |req| {
+        if req.header("authorization") != Some(basic.as_str()) {
+            return Action::Respond(
+                Resp::new(401, b"").header("WWW-Authenticate", "Basic realm=\"faults\""),
+            );
+        }
+        let p = req.path.as_str();
+        let json = |s: u16, b: &str| {
+            Action::Respond(Resp::new(s, b.as_bytes()).header("Content-Type", "application/json"))
+        };
+        if p == "/v2/" {
+            json(200, "{}")
+        } else if p.starts_with("/v2/faults/hang/") {
+            Action::Hang
+        } else if p.starts_with("/v2/faults/reset/") {
+            Action::Reset(Resp::new(200, &[b'x'; 1000]), 100)
+        } else if p.starts_with("/v2/faults/stall/") {
+            Action::Stall(Resp::new(200, &[b'x'; 1000]), 100)
+        } else if p.starts_with("/v2/faults/cut/") {
+            Action::CutBody(Resp::new(200, &[b'x'; 1000]), 100)
+        } else if p.starts_with("/v2/faults/garbage/") {
+            json(200, r#"{"name": "faults/garbage", "tags": ["v1", "v2"#)
+        } else if p.starts_with("/v2/faults/error/") {
+            Action::Respond(
+                Resp::new(503, b"<html><body>upstream exploded</body></html>")
+                    .header("Content-Type", "text/html"),
+            )
+        } else if p.starts_with("/v2/faults/raw/") {
+            Action::Raw(b"\x00\x01\x02 this is not HTTP at all\r\n\r\n".to_vec())
+        } else if p.starts_with("/v2/faults/redirect/") {
+            let digest = p.rsplit('/').next().unwrap_or_default();
+            Action::Respond(Resp::new(307, b"").header(
+                "Location",
+                &format!("http://{storage}/storage/{digest}?sig=abc"),
+            ))
+        } else if p.starts_with("/v2/faults/upload/") {
+            Action::Respond(
+                Resp::new(202, b"")
+                    .header("Location", &format!("http://{storage}/upload/1?state=x")),
+            )
+        } else if p.starts_with("/v2/faults/ok/") {
+            json(200, r#"{"name": "faults/ok", "tags": []}"#)
+        } else {
+            json(
+                404,
+                r#"{"errors":[{"code":"NAME_UNKNOWN","message":"no such repository"}]}"#,
+            )
+        }
+    })
+}
+
+#[test]
+fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
+    let storage = FakeServer::start(|req| {
+        if req.method == "PUT" {
+            return Action::Respond(Resp::new(201, b"").header("Location", "/stored"));
+        }
+        Action::Respond(Resp::new(200, HELLO).header("Content-Type", "application/octet-stream"))
+    });
+    let registry = faulty_registry(&storage.addr);
+    let out = TempDir::new("faults");
+    let t0 = Instant::now();
+    let o = cli(
+        &[
+            "run",
+            "--specs",
+            "engine/tests/packs",
+            "--spec-version",
+            "test-faults",
+            "--results-dir",
+            out.0.to_str().unwrap(),
+        ],
+        &[
+            ("OCI_REGISTRY", &registry.addr),
+            ("OCI_TLS", "disabled"),
+            ("OCI_REQUEST_TIMEOUT", "1"),
+            ("OCI_USERNAME", USER),
+            ("OCI_PASSWORD", PASSWORD),
+        ],
+    );
+    let log = text(&o);
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "the run must not hang: {log}"
+    );
+    assert_eq!(o.status.code(), Some(4), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let r = results(&out.0);
+
+    let expect = |id: &str, status: &str, fragments: &[&str]| {
+        assert_eq!(status_of(&r, id), status, "{id}: {}", reason(&r, id));
+        for f in fragments {
+            assert!(
+                reason(&r, id).contains(f),
+                "{id}: `{f}` not in `{}`",
+                reason(&r, id)
+            );
+        }
+    };
+    expect("faults/ping", "Pass", &[]);
+    expect(
+        "faults/hang",
+        "FAIL",
+        &["GET /v2/faults/hang/tags/list: timed out after 1 s"],
+    );
+    let closed =
+        "answered 200 but the connection was closed or reset after 100 of 1000 bytes of the body";
+    expect("faults/reset", "FAIL", &[closed]);
+    expect("faults/cut", "FAIL", &[closed]);
+    expect(
+        "faults/stall",
+        "FAIL",
+        &["answered 200 but the body timed out after 1 s without data (100 of 1000 bytes received)"],
+    );
+    expect(
+        "faults/garbage-json",
+        "FAIL",
+        &[
+            "body is not JSON (EOF while parsing",
+            r#"{"name": "faults/garbage", "tags": ["v1", "v2"#,
+        ],
+    );
+    // The finding points at the `body:` line of the case.
+    let garbage = r["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "faults/garbage-json")
+        .unwrap();
+    let source = garbage["failures"][0]["source"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        source.starts_with("engine/tests/packs/faults/cases.yaml:"),
+        "{garbage}"
+    );
+    expect(
+        "faults/server-error",
+        "FAIL",
+        &["expected status 200, got 503 (body: <html><body>upstream exploded</body></html>)"],
+    );
+    expect(
+        "faults/not-http",
+        "FAIL",
+        &["GET /v2/faults/raw/tags/list: "],
+    );
+    expect("faults/redirect", "Pass", &[]);
+    expect("faults/upload-elsewhere", "Pass", &[]);
+    expect("faults/after", "Pass", &[]);
+
+    // The console names each failure with its reason.
+    assert!(log.contains("timed out after 1 s"), "{log}");
+    assert!(log.contains("body is not JSON"), "{log}");
+
+    // Credentials went to the registry, never to the storage it redirected to.
+    let redirected = registry
+        .requests()
+        .into_iter()
+        .find(|q| q.path.starts_with("/v2/faults/redirect/"))
+        .expect("the redirect was asked");
+    assert!(redirected.header("authorization").is_some());
+    let fetched = storage.requests();
+    assert_eq!(fetched.len(), 2, "{fetched:?}");
+    assert!(fetched[0].path.starts_with("/storage/sha256:"));
+    assert!(fetched[1]
+        .path
+        .starts_with("/upload/1?state=x&digest=sha256"));
+    assert_eq!(fetched[1].body, HELLO);
+    for f in &fetched {
+        assert!(
+            f.header("authorization").is_none(),
+            "credentials leaked to storage: {} {:?}",
+            f.path,
+            f.headers
+        );
+    }
+}
+
+/// What a registry created, by URL path, as seen by a proxy: the `Location` of every 201.
+type Created = Arc<Mutex<BTreeSet<String>>>;
+
+fn record_created(created: &Created, req_method: &str, resp: &Resp) {
+    if resp.status == 201 && matches!(req_method, "PUT" | "POST") {
+        if let Some(loc) = resp.get("location") {
+            let path = loc
+                .split_once("://")
+                .map_or(loc, |(_, r)| &r[r.find('/').unwrap_or(r.len())..]);
+            created.lock().unwrap().insert(path.to_string());
+        }
+    }
+}
+
+/// Runs the shipped pack (specs/, default version), whole or only the groups in `filters`.
+fn run_shipped_pack(
+    addr: &str,
+    filters: &[&str],
+) -> (std::process::Output, serde_json::Value, TempDir) {
+    let out = TempDir::new("leftovers");
+    let mut args = vec!["run", "--results-dir", out.0.to_str().unwrap(), "-q"];
+    for f in filters {
+        args.extend(["--filter", f]);
+    }
+    let o = cli(&args, &[("OCI_REGISTRY", addr), ("OCI_TLS", "disabled")]);
+    let r = results(&out.0);
+    (o, r, out)
+}
+
+fn path_of(url: &str) -> String {
+    let url = url.split(' ').next().unwrap_or(url);
+    url.split_once("://")
+        .map_or(url, |(_, r)| &r[r.find('/').unwrap_or(r.len())..])
+        .to_string()
+}
+
+#[test]
+fn content_a_registry_will_not_delete_is_listed_as_leftovers() {
+    let reg = Registry::docker();
+    let created: Created = Arc::default();
+    let seen = created.clone();
+    let proxy = FakeServer::proxy(&reg.addr, move |req, resp| {
+        if req.method == "DELETE" {
+            return Action::Respond(Resp::new(
+                405,
+                br#"{"errors":[{"code":"UNSUPPORTED","message":"deletes are off"}]}"#,
+            ));
+        }
+        record_created(&seen, &req.method, &resp);
+        Action::Respond(resp)
+    });
+    // Blobs of both digest algorithms, an image (manifests and tags), artifacts with a
+    // subject (referrers) and the extra cases: every kind of content, in a fraction of the time.
+    let (o, r, _out) = run_shipped_pack(
+        &proxy.addr,
+        &[
+            "sha256 blobs",
+            "sha512 blobs",
+            "image",
+            "artifacts-with-subject",
+            "extra",
+        ],
+    );
+    let left: Vec<String> = r["leftovers"]
+        .as_array()
+        .expect("leftovers in results.yaml")
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    assert!(!left.is_empty(), "{}", text(&o));
+    assert!(
+        left.iter().all(|l| l.ends_with("(DELETE answered 405)")),
+        "{left:?}"
+    );
+    // Everything the registry created is listed: the run tracked every push (also under
+    // the name the registry gave it, e.g. a sha512 upload stored under its sha256 digest).
+    let listed: BTreeSet<String> = left.iter().map(|l| path_of(l)).collect();
+    let created = created.lock().unwrap().clone();
+    assert!(!created.is_empty());
+    let missing: Vec<&String> = created.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "not listed: {missing:?} (listed: {listed:?})"
+    );
+}
+
+#[test]
+fn a_normal_registry_is_left_empty() {
+    let reg = Registry::docker();
+    let (o, r, _out) = run_shipped_pack(&reg.addr, &[]);
+    assert_eq!(r["leftovers"], serde_json::json!([]), "{}", text(&o));
+    // Every piece of content that reached the registry (its blob store keeps the bytes until
+    // garbage collection) must be unreachable from both repositories.
+    let store = reg.dir.join("data/docker/registry/v2/blobs");
+    let mut digests = Vec::new();
+    for alg in std::fs::read_dir(&store)
+        .expect("the run stored content")
+        .flatten()
+    {
+        for prefix in std::fs::read_dir(alg.path()).unwrap().flatten() {
+            for hex in std::fs::read_dir(prefix.path()).unwrap().flatten() {
+                digests.push(format!(
+                    "{}:{}",
+                    alg.file_name().to_string_lossy(),
+                    hex.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    assert!(digests.len() > 50, "the run pushed content: {digests:?}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.oci.artifact.manifest.v1+json";
+    let mut still = Vec::new();
+    for repo in ["conformance/repo1", "conformance/repo2"] {
+        for d in &digests {
+            for kind in ["blobs", "manifests"] {
+                let url = format!("http://{}/v2/{repo}/{kind}/{d}", reg.addr);
+                let status = agent
+                    .get(&url)
+                    .header("Accept", accept)
+                    .call()
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                if status != 404 {
+                    still.push(format!("{status} {url}"));
+                }
+            }
+        }
+        let mut resp = agent
+            .get(format!("http://{}/v2/{repo}/tags/list", reg.addr))
+            .call()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        let tags = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|j| j["tags"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        assert!(status == 404 || tags == 0, "{repo} still has tags: {body}");
+    }
+    assert!(
+        still.is_empty(),
+        "still there after the run:\n{}",
+        still.join("\n")
+    );
+}
