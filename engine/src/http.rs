@@ -20,7 +20,7 @@ use ureq::http;
 use crate::auth::{merge_scopes, pick_challenge, token_expiry, TokenCache};
 pub use crate::auth::{parse_challenge, scopes_for, Challenge};
 use crate::config::Tls;
-use crate::content::{Content, Hasher};
+use crate::content::{Content, StreamDigests};
 use crate::redact::{is_sensitive_header, Redactor, Secret, MASK};
 use crate::template::{encode_component, resolve_url};
 
@@ -84,7 +84,8 @@ impl ReqBody {
     pub fn reader(&self) -> Box<dyn Read + Send> {
         match self {
             ReqBody::None => Box::new(std::io::empty()),
-            ReqBody::Bytes(b) => Box::new(std::io::Cursor::new(b.as_ref().clone())),
+            // Read from the shared bytes, not a copy of them.
+            ReqBody::Bytes(b) => Content::Bytes(b.clone()).reader(None),
             ReqBody::Content(c, r) => c.reader(*r),
         }
     }
@@ -103,10 +104,12 @@ impl ReqBody {
                     };
                     BodySummary::of(slice, slice.len() as u64, None)
                 }
+                // Streamed content is not hashed just for the record (reports hash it if they
+                // need to write it out).
                 _ => BodySummary {
                     len: self.len(),
                     text: None,
-                    digest: c.digest("sha256", *r),
+                    digest: c.known_digest("sha256", *r),
                 },
             },
         }
@@ -591,20 +594,14 @@ impl Client {
             out.elapsed = start.elapsed();
             return out;
         }
-        let mut hashers: Vec<(String, Hasher)> = recv
-            .digests
-            .iter()
-            .filter_map(|a| Hasher::new(a).map(|h| (a.clone(), h)))
-            .collect();
+        let mut hashers = StreamDigests::new(&recv.digests);
         let mut reader = resp.into_body().into_reader();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    for (_, h) in &mut hashers {
-                        h.update(&buf[..n]);
-                    }
+                    hashers.update(&buf[..n]);
                     let room = recv.keep.saturating_sub(out.body.len() as u64) as usize;
                     out.body.extend_from_slice(&buf[..n.min(room)]);
                     out.body_len += n as u64;
@@ -617,7 +614,7 @@ impl Client {
             }
         }
         if out.body_error.is_none() {
-            out.digests = hashers.into_iter().map(|(a, h)| (a, h.finish())).collect();
+            out.digests = hashers.finish();
         }
         out.elapsed = start.elapsed();
         out
