@@ -741,6 +741,9 @@ impl Generator<'_, '_> {
             if let Some(b) = b64 {
                 entries.push(("base64".into(), Value::from(b)));
             }
+        } else {
+            let lazy = LazyDigests(content.clone());
+            entries.push(("digests".into(), Value::from_object(lazy)));
         }
         let diff_id = match &uncompressed {
             Some(raw) => crate::template::digest_bytes(&algorithm, raw).unwrap_or_default(),
@@ -807,7 +810,7 @@ impl Generator<'_, '_> {
                     self.cx.seed, self.dataset
                 ))
                 .next_u64();
-                (Content::Generated { seed, len }, None, None)
+                (Content::generated(seed, len), None, None)
             }
             Source::Text(t) => (
                 Content::Bytes(Arc::new(t.render(ctx)?.into_bytes())),
@@ -815,15 +818,12 @@ impl Generator<'_, '_> {
                 None,
             ),
             Source::Json(v) => {
-                let json = v.eval_json(ctx)?;
-                let bytes = serde_json::to_vec(&json).map_err(|e| {
-                    Diagnostic::new(item.pos.clone(), format!("cannot write JSON: {e}"))
-                })?;
-                (
-                    Content::Bytes(Arc::new(bytes)),
-                    None,
-                    Some(crate::template::from_json(&json)),
-                )
+                let bytes = Arc::new(v.eval_json_bytes(ctx)?);
+                let json = Value::from_object(LazyJson {
+                    bytes: bytes.clone(),
+                    parsed: std::sync::OnceLock::new(),
+                });
+                (Content::Bytes(bytes), None, Some(json))
             }
             Source::Tar(files, gzip) => {
                 let mut entries = Vec::new();
@@ -950,6 +950,66 @@ fn glob_match(pattern: &str, text: &str) -> bool {
                 .take_while(|&i| !rest[..i].contains('/'))
                 .filter(|&i| rest.is_char_boundary(i))
                 .any(|i| glob_match(tail, &rest[i..]))
+        }
+    }
+}
+
+/// `digests` of a streamed item: each algorithm's digest is computed when a template first
+/// reads it, then remembered, so a gigabyte blob is not hashed for an algorithm nothing checks.
+#[derive(Debug)]
+struct LazyDigests(Content);
+
+impl Object for LazyDigests {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let alg = key.as_str().filter(|a| Hasher::new(a).is_some())?;
+        self.0.digest(alg, None).map(Value::from)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Str(&["sha256", "sha512"])
+    }
+}
+
+/// `json` of an item: its bytes parsed when a template first reads it. Most items' JSON is
+/// never read (only referrers look into manifests), and the largest are megabytes.
+#[derive(Debug)]
+struct LazyJson {
+    bytes: Arc<Vec<u8>>,
+    parsed: std::sync::OnceLock<Value>,
+}
+
+impl LazyJson {
+    fn value(&self) -> &Value {
+        self.parsed.get_or_init(|| {
+            serde_json::from_slice::<serde_json::Value>(&self.bytes)
+                .map_or(Value::UNDEFINED, |j| crate::template::from_json(&j))
+        })
+    }
+}
+
+impl Object for LazyJson {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        match self.value().kind() {
+            minijinja::value::ValueKind::Seq => minijinja::value::ObjectRepr::Seq,
+            _ => minijinja::value::ObjectRepr::Map,
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.value()
+            .get_item(key)
+            .ok()
+            .filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let v = self.value();
+        match v.try_iter() {
+            Ok(items) if v.kind() == minijinja::value::ValueKind::Map => {
+                minijinja::value::Enumerator::Values(items.collect())
+            }
+            Ok(_) => minijinja::value::Enumerator::Seq(v.len().unwrap_or(0)),
+            Err(_) => minijinja::value::Enumerator::Empty,
         }
     }
 }

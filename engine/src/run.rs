@@ -571,10 +571,7 @@ impl Runner<'_> {
         let body = match &req.body {
             None => ReqBody::None,
             Some(BodySpec::Text(t)) => ReqBody::Bytes(Arc::new(t.render(ctx)?.into_bytes())),
-            Some(BodySpec::Json(v)) => {
-                let j = v.eval_json(ctx)?;
-                ReqBody::Bytes(Arc::new(serde_json::to_vec(&j).unwrap_or_default()))
-            }
+            Some(BodySpec::Json(v)) => ReqBody::Bytes(Arc::new(v.eval_json_bytes(ctx)?)),
             Some(BodySpec::Content { id, range }) => {
                 let key = id.render(ctx)?;
                 let content = self.store.get(&key).ok_or_else(|| {

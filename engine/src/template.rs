@@ -276,6 +276,15 @@ impl ValueTmpl {
         })
     }
 
+    /// Evaluates to compact JSON text, written straight from the value (no intermediate JSON
+    /// tree: a 4 MB manifest is not copied twice on its way out).
+    pub fn eval_json_bytes(&self, ctx: &Value) -> Result<Vec<u8>, Diagnostic> {
+        let v = self.eval(ctx)?;
+        serde_json::to_vec(&v).map_err(|e| {
+            Diagnostic::new(self.pos(), format!("value cannot be written as JSON: {e}"))
+        })
+    }
+
     /// The source position of this value (best effort).
     pub fn pos(&self) -> Pos {
         match self {
