@@ -356,7 +356,11 @@ impl Client {
             .max_idle_connections(cfg.connections.max(64));
         builder = builder.tls_config(tls_config(&cfg)?);
         Ok(Client {
-            agent: builder.build().new_agent(),
+            agent: ureq::Agent::with_parts(
+                builder.build(),
+                ureq::unversioned::transport::DefaultConnector::default(),
+                crate::resolve::CachingResolver::default(),
+            ),
             tokens: TokenCache::new(cfg.cache_auth),
             cfg,
             redactor,
@@ -595,8 +599,12 @@ impl Client {
             return out;
         }
         let mut hashers = StreamDigests::new(&recv.digests);
+        // Most answers are a few hundred bytes: a buffer their size (when announced), not 64 KiB.
+        let announced = out
+            .header("content-length")
+            .and_then(|v| v.trim().parse().ok());
+        let mut buf = vec![0u8; announced.map_or(64 << 10, |n: usize| n.clamp(1, 64 << 10))];
         let mut reader = resp.into_body().into_reader();
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
             match reader.read(&mut buf) {
                 Ok(0) => break,
