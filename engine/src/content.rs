@@ -117,7 +117,7 @@ impl Content {
         // Generating the next bytes and hashing the last ones overlap (see StreamDigests).
         let mut digests = StreamDigests::new(&[alg.to_string()]);
         let mut r = self.reader(range);
-        let mut buf = vec![0u8; BATCH];
+        let mut buf = vec![0u8; BATCH.min(usize::try_from(self.len()).unwrap_or(BATCH).max(1))];
         loop {
             let n = r.read(&mut buf).ok()?;
             if n == 0 {
@@ -439,6 +439,13 @@ impl Store {
     /// Content by id.
     pub fn get(&self, id: &str) -> Option<Content> {
         self.items.read().ok()?.get(id).cloned()
+    }
+
+    /// Remembers the digest of a whole item, computed elsewhere (when it was generated).
+    pub fn remember(&self, id: &str, alg: &str, digest: &str) {
+        if let Ok(mut m) = self.digests.write() {
+            m.insert((id.to_string(), alg.to_string(), None), digest.to_string());
+        }
     }
 
     /// Digest of an item (or a range of it), computed once and remembered: large items are

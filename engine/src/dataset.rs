@@ -665,20 +665,30 @@ impl Generator<'_, '_> {
         };
         let (content, uncompressed, json) = self.content(item, &ctx, &full)?;
         // Digest, size and base64 describe the bytes before any corruption is appended.
-        let digest_of = |alg: &str| content.digest(alg, None);
-        let digest = digest_of(&algorithm).ok_or_else(|| {
-            Diagnostic::new(
-                item.pos.clone(),
-                format!("unknown digest algorithm `{algorithm}`"),
-            )
-        })?;
+        // In-memory items get both digests (scenarios accept either algorithm in digest
+        // headers), each computed once; streamed items compute theirs when asked (LazyDigests).
+        let both: Vec<(&str, String)> = if content.bytes().is_some() {
+            ["sha256", "sha512"]
+                .into_iter()
+                .filter_map(|a| content.digest(a, None).map(|d| (a, d)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let digest = both
+            .iter()
+            .find(|(a, _)| *a == algorithm)
+            .map(|(_, d)| d.clone())
+            .or_else(|| content.digest(&algorithm, None))
+            .ok_or_else(|| {
+                Diagnostic::new(
+                    item.pos.clone(),
+                    format!("unknown digest algorithm `{algorithm}`"),
+                )
+            })?;
         let size = content.len();
-        // Both digests of in-memory items (scenarios accept either algorithm in digest headers);
-        // streamed items only get their own: hashing gigabytes twice is not worth it.
         let inline = content.bytes().is_some().then(|| {
-            let digests = ["sha256", "sha512"]
-                .iter()
-                .filter_map(|a| digest_of(a).map(|d| (a.to_string(), Value::from(d))));
+            let digests = both.iter().map(|(a, d)| (*a, Value::from(d.as_str())));
             let b64 = content
                 .bytes()
                 .filter(|b| b.len() as u64 <= MAX_INLINE)
@@ -703,6 +713,12 @@ impl Generator<'_, '_> {
             .transpose()?;
         let id = format!("{}/{full}", self.dataset);
         self.cx.store.insert(&id, content.clone());
+        if item.corrupt.is_none() {
+            // Checks of answers compare with these: they are not computed a second time.
+            for (alg, d) in &both {
+                self.cx.store.remember(&id, alg, d);
+            }
+        }
         self.ids.push(id.clone());
 
         let mut entries: Vec<(String, Value)> = vec![

@@ -57,8 +57,11 @@ impl fmt::Display for Pos {
 
 /// A path shown relative to the working directory when it lies below it.
 pub fn display_path(path: &Path) -> String {
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Ok(rel) = path.strip_prefix(&cwd) {
+    // The folder is looked up once: every recorded test names its file, and nothing changes
+    // the working folder during a run.
+    static CWD: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    if let Some(cwd) = CWD.get_or_init(|| std::env::current_dir().ok()) {
+        if let Ok(rel) = path.strip_prefix(cwd) {
             return rel.display().to_string();
         }
     }
