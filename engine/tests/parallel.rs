@@ -78,7 +78,7 @@ fn parallel_and_sequential_runs_reach_the_same_verdicts() {
         .collect();
     assert!(differences.is_empty(), "{}", differences.join("\n"));
     assert_eq!(a.len(), b.len(), "same tests");
-    for key in ["apis", "data", "counts", "leftovers", "status"] {
+    for key in ["apis", "data", "counts", "leftovers", "status", "requests"] {
         assert_eq!(one[key], many[key], "{key}");
     }
     // Not a vacuous comparison: the pack has failures and skips on this registry.

@@ -30,6 +30,8 @@ pub fn render(r: &RunResult) -> String {
         "started": r.started,
         "durationSeconds": (r.duration.as_secs_f64() * 1000.0).round() / 1000.0,
         "parallel": r.parallel,
+        // what the tests sent (redirects and token requests included; the final cleanup not)
+        "requests": r.root.cases().iter().map(|c| c.exchanges.len()).sum::<usize>(),
         "leftovers": r.leftovers,
         "tests": tests,
     });
