@@ -10,8 +10,11 @@
 //!   for the earlier exclusive holders, so readers run together. Users of a resource take
 //!   turns in plan order whatever the timing, so each sees what a sequential run shows it.
 //! - **case slots**: at most N cases send requests at once. A case takes a slot only after
-//!   everything it waits for has finished, groups hold none, and waiting cases are served in
-//!   plan order.
+//!   everything it waits for has finished, and groups hold none. Which waiting case goes first
+//!   changes no result, only the time: the one with the longest estimated chain of requests
+//!   still behind it (its own, what follows it in its sequence, and the holders of its keys
+//!   that wait for it) goes first, so that chains through shared content start early; ties
+//!   go in plan order.
 //!
 //! This cannot deadlock: a node waits only for nodes whose subtrees lie entirely before it in
 //! plan order, and for earlier siblings of a sequence, so the earliest unfinished case has
@@ -20,23 +23,28 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use crate::plan::PlanNode;
+use crate::plan::{PlanKind, PlanNode};
+use crate::scenario::StepSpec;
 
 /// Waits between nodes and the case slots of one run.
 pub struct Schedule {
     /// For each node (by plan order), the earlier nodes it waits for.
     preds: Vec<Vec<usize>>,
+    /// For each node, the estimated requests from its start to the end of the run.
+    tails: Vec<u64>,
     /// Which nodes have finished (by plan order).
     done: Mutex<Vec<bool>>,
-    finished: Condvar,
+    /// Per node: signalled when it finishes (only its waiters wake up).
+    finished: Vec<Condvar>,
     slots: Mutex<Slots>,
-    freed: Condvar,
+    /// Per case: signalled when it is the next to get a slot.
+    turn: Vec<Condvar>,
 }
 
 struct Slots {
     free: usize,
-    /// Cases ready to run, by plan order: the first gets the next free slot.
-    waiting: BTreeSet<usize>,
+    /// Cases ready to run, most urgent first: (longest chain behind, reversed; plan order).
+    waiting: BTreeSet<(std::cmp::Reverse<u64>, usize)>,
 }
 
 /// A case slot, given back when dropped.
@@ -46,8 +54,7 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         let mut s = lock(&self.0.slots);
         s.free += 1;
-        drop(s);
-        self.0.freed.notify_all();
+        self.0.wake_next(&s);
     }
 }
 
@@ -84,15 +91,24 @@ impl Schedule {
             }
             preds[n.order] = kept.into_iter().map(|(o, _)| o).collect();
         });
+        let mut successors = vec![Vec::new(); root.last + 1];
+        for (node, ps) in preds.iter().enumerate() {
+            for p in ps {
+                successors[*p].push(node);
+            }
+        }
+        let mut tails = vec![0; root.last + 1];
+        tail(root, 0, &successors, &mut tails);
         Schedule {
             preds,
+            tails,
             done: Mutex::new(vec![false; root.last + 1]),
-            finished: Condvar::new(),
+            finished: (0..=root.last).map(|_| Condvar::new()).collect(),
             slots: Mutex::new(Slots {
                 free: slots.max(1),
                 waiting: BTreeSet::new(),
             }),
-            freed: Condvar::new(),
+            turn: (0..=root.last).map(|_| Condvar::new()).collect(),
         }
     }
 
@@ -108,44 +124,138 @@ impl Schedule {
             return;
         }
         let mut done = lock(&self.done);
-        while !preds.iter().all(|p| done[*p]) {
-            done = self
-                .finished
-                .wait(done)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for p in preds {
+            while !done[*p] {
+                done = self.finished[*p]
+                    .wait(done)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
         }
     }
 
     /// Marks a node and its whole subtree finished (omitted parts included).
     pub fn finish(&self, node: &PlanNode<'_>) {
         let mut done = lock(&self.done);
-        for d in &mut done[node.order..=node.last] {
-            *d = true;
+        for (d, cv) in done[node.order..=node.last]
+            .iter_mut()
+            .zip(&self.finished[node.order..=node.last])
+        {
+            if !*d {
+                *d = true;
+                cv.notify_all();
+            }
         }
-        drop(done);
-        self.finished.notify_all();
     }
 
-    /// Takes a case slot; cases waiting for one are served in plan order.
+    /// The estimated requests from the start of `node` to the end of the run.
+    pub fn tail(&self, node: &PlanNode<'_>) -> u64 {
+        self.tails.get(node.order).copied().unwrap_or_default()
+    }
+
+    /// Takes a case slot; the most urgent waiting case is served first.
     pub fn slot(&self, node: &PlanNode<'_>) -> Slot<'_> {
+        let me = (std::cmp::Reverse(self.tail(node)), node.order);
         let mut s = lock(&self.slots);
-        s.waiting.insert(node.order);
-        while !(s.free > 0 && s.waiting.first() == Some(&node.order)) {
-            s = self
-                .freed
+        s.waiting.insert(me);
+        while !(s.free > 0 && s.waiting.first() == Some(&me)) {
+            s = self.turn[node.order]
                 .wait(s)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        s.waiting.remove(&node.order);
+        s.waiting.remove(&me);
         s.free -= 1;
-        let more = s.free > 0 && !s.waiting.is_empty();
-        drop(s);
-        if more {
-            // The next waiting case may take the slot that is still free.
-            self.freed.notify_all();
-        }
+        // Another slot may still be free: the next in line takes it.
+        self.wake_next(&s);
         Slot(self)
     }
+
+    /// Wakes the first waiting case, if a slot is free for it.
+    fn wake_next(&self, s: &Slots) {
+        if s.free > 0 {
+            if let Some((_, order)) = s.waiting.first() {
+                self.turn[*order].notify_one();
+            }
+        }
+    }
+}
+
+/// Estimates, for `node` and everything below it, the requests from its start to the end of
+/// the run when nothing else holds it up (`after`: what follows it in its sequence), and
+/// returns the node's. Nodes are visited from the end of the plan backwards, so what a node
+/// leads to (later siblings, later lanes, the later holders of its keys) is known.
+fn tail(node: &PlanNode<'_>, after: u64, successors: &[Vec<usize>], tails: &mut [u64]) -> u64 {
+    let after = successors[node.order]
+        .iter()
+        .map(|s| tails[*s])
+        .fold(after, u64::max);
+    let t = match &node.kind {
+        PlanKind::Case(case) => (requests(&case.steps) + requests(&case.cleanup)).max(1) + after,
+        PlanKind::Group { children, .. } => sequence_tail(children, 0, after, successors, tails),
+    };
+    tails[node.order] = t;
+    t
+}
+
+/// [`tail`] of a sequence of siblings (a batch counts as its longest lane).
+fn sequence_tail(
+    nodes: &[PlanNode<'_>],
+    level: usize,
+    after: u64,
+    successors: &[Vec<usize>],
+    tails: &mut [u64],
+) -> u64 {
+    let mut next = after;
+    let mut end = nodes.len();
+    while end > 0 {
+        let last = &nodes[end - 1];
+        let Some(lane) = last.lanes.get(level) else {
+            next = tail(last, next, successors, tails);
+            end -= 1;
+            continue;
+        };
+        let start = end
+            - nodes[..end]
+                .iter()
+                .rev()
+                .take_while(|n| n.lanes.get(level).map(|l| l.batch) == Some(lane.batch))
+                .count();
+        // The lanes from the last: a later lane may hold a key an earlier one waits for.
+        let mut longest = next;
+        let mut lane_end = end;
+        while lane_end > start {
+            let id = nodes[lane_end - 1].lanes[level].lane;
+            let lane_start = lane_end
+                - nodes[start..lane_end]
+                    .iter()
+                    .rev()
+                    .take_while(|n| n.lanes[level].lane == id)
+                    .count();
+            let t = sequence_tail(
+                &nodes[lane_start..lane_end],
+                level + 1,
+                next,
+                successors,
+                tails,
+            );
+            longest = longest.max(t);
+            lane_end = lane_start;
+        }
+        next = longest;
+        end = start;
+    }
+    next
+}
+
+/// Requests a list of steps sends (a loop counts once, alternatives count).
+fn requests(steps: &[StepSpec]) -> u64 {
+    steps
+        .iter()
+        .map(|s| {
+            u64::from(s.request.is_some())
+                + requests(&s.steps)
+                + s.unsupported.iter().map(|u| requests(&u.then)).sum::<u64>()
+        })
+        .sum()
 }
 
 /// Locks a mutex, going on after a panic elsewhere (the data stay consistent: flags only).
@@ -277,7 +387,28 @@ items:
     }
 
     #[test]
-    fn slots_bound_concurrency_and_go_in_plan_order() {
+    fn chains_behind_a_case_make_it_urgent() {
+        let pack = pack_of("tails", PACK);
+        let plan = plan_of(&pack);
+        let n = by_id(&plan);
+        let s = Schedule::new(&plan.root, 4);
+        let t = |id: &str| s.tail(n[id]);
+        // g/h is last: its own step; g is h's; d2 leads to g (a key), c2 to d2 (its lane)
+        assert_eq!(t("g/h"), 1);
+        assert_eq!(t("g"), 1);
+        assert_eq!(t("d2"), 2);
+        assert_eq!(t("c2"), 3);
+        // d1 leads to c2 and d2 (they wait for its key); c1 to d1 (its lane)
+        assert_eq!(t("d1"), 4);
+        assert_eq!(t("c1"), 5);
+        // b only leads to the end of the batch, and to d1 (which waits for its key)
+        assert_eq!(t("b"), 5);
+        // everything waits for a
+        assert_eq!(t("a"), 6);
+    }
+
+    #[test]
+    fn slots_bound_concurrency_and_go_to_the_most_urgent() {
         let pack = pack_of("slots", PACK);
         let plan = plan_of(&pack);
         let n = by_id(&plan);
@@ -292,13 +423,17 @@ items:
                     lock(got).push(node.id.clone());
                 });
             }
-            // once all three wait, the one earliest in plan order gets the slot first
+            // once all three wait, the longest chain goes first, then plan order
             while lock(&s.slots).waiting.len() < 3 {
                 std::thread::yield_now();
             }
             assert!(lock(&got).is_empty(), "one slot, taken");
             drop(first);
         });
-        assert_eq!(*lock(&got), ["b", "c1", "d2"]);
+        assert_eq!(
+            *lock(&got),
+            ["b", "c1", "d2"],
+            "b and c1 tie at 5, d2 has 2"
+        );
     }
 }
