@@ -357,6 +357,7 @@ fn client(cache: bool) -> oci_conform::http::Client {
             username: USER.into(),
             password: oci_conform::redact::Secret::new(PASSWORD),
             cache_auth: cache,
+            connections: 1,
             registry: String::new(),
         },
         oci_conform::redact::Redactor::default(),
