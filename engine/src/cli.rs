@@ -113,7 +113,7 @@ struct RunArgs {
     /// Seconds a request may go without progress (OCI_REQUEST_TIMEOUT).
     #[arg(long)]
     timeout: Option<u64>,
-    /// Independent groups run at once (OCI_PARALLEL).
+    /// Tests that may run at once (OCI_PARALLEL; default 8); verdicts are the same with 1.
     #[arg(short = 'j', long = "parallel")]
     parallel: Option<u64>,
     /// Print only the summary.
