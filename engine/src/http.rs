@@ -60,8 +60,9 @@ pub enum ReqBody {
     None,
     /// Bytes in memory.
     Bytes(Arc<Vec<u8>>),
-    /// A dataset item's bytes or a range of them, streamed.
-    Content(Content, Option<(u64, u64)>),
+    /// A dataset item's bytes or a range of them, streamed, with their sha256 digest when it
+    /// is already known (records then need not hash the body again on every send).
+    Content(Content, Option<(u64, u64)>, Option<String>),
 }
 
 impl ReqBody {
@@ -70,8 +71,8 @@ impl ReqBody {
         match self {
             ReqBody::None => 0,
             ReqBody::Bytes(b) => b.len() as u64,
-            ReqBody::Content(c, None) => c.len(),
-            ReqBody::Content(_, Some((s, e))) => e.saturating_sub(*s) + 1,
+            ReqBody::Content(c, None, _) => c.len(),
+            ReqBody::Content(_, Some((s, e)), _) => e.saturating_sub(*s) + 1,
         }
     }
 
@@ -86,7 +87,7 @@ impl ReqBody {
             ReqBody::None => Box::new(std::io::empty()),
             // Read from the shared bytes, not a copy of them.
             ReqBody::Bytes(b) => Content::Bytes(b.clone()).reader(None),
-            ReqBody::Content(c, r) => c.reader(*r),
+            ReqBody::Content(c, r, _) => c.reader(*r),
         }
     }
 
@@ -94,7 +95,7 @@ impl ReqBody {
         match self {
             ReqBody::None => BodySummary::default(),
             ReqBody::Bytes(b) => BodySummary::of(b, b.len() as u64, None),
-            ReqBody::Content(c, r) => match c.bytes() {
+            ReqBody::Content(c, r, known) => match c.bytes() {
                 Some(b) if c.len() <= EXCERPT as u64 * 1024 => {
                     let (s, e) = r.unwrap_or((0, c.len().saturating_sub(1)));
                     let slice = if b.is_empty() {
@@ -102,14 +103,14 @@ impl ReqBody {
                     } else {
                         &b[s as usize..=(e as usize).min(b.len() - 1)]
                     };
-                    BodySummary::of(slice, slice.len() as u64, None)
+                    BodySummary::of(slice, slice.len() as u64, known.clone())
                 }
                 // Streamed content is not hashed just for the record (reports hash it if they
                 // need to write it out).
                 _ => BodySummary {
                     len: self.len(),
                     text: None,
-                    digest: c.known_digest("sha256", *r),
+                    digest: known.clone().or_else(|| c.known_digest("sha256", *r)),
                 },
             },
         }

@@ -581,7 +581,15 @@ impl Runner<'_> {
                     Some(r) => Some(expect::parse_range(&r.render(ctx)?, &r.pos)?),
                     None => None,
                 };
-                ReqBody::Content(content, range)
+                // Known for whole items (computed when generated), once per part of a small
+                // one; a part of a streamed item is not hashed just for the record.
+                let digest = match &content {
+                    crate::content::Content::Generated { .. } => {
+                        content.known_digest("sha256", range)
+                    }
+                    crate::content::Content::Bytes(_) => self.store.digest(&key, "sha256", range),
+                };
+                ReqBody::Content(content, range, digest)
             }
         };
         Ok(Request {
