@@ -278,9 +278,10 @@ impl Walk<'_, '_> {
         forced: Option<(Status, String)>,
     ) -> Option<ResultNode> {
         self.schedule.wait(node);
-        let result = self.node_inner(node, parent, forced);
-        self.schedule.finish(node);
-        result
+        // Finished even if it panics, so that nodes waiting for it on other threads go on
+        // and the panic reaches the caller instead of leaving them blocked.
+        let _finished = self.schedule.finishing(node);
+        self.node_inner(node, parent, forced)
     }
 
     fn node_inner(

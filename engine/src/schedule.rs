@@ -47,6 +47,19 @@ struct Slots {
     waiting: BTreeSet<(std::cmp::Reverse<u64>, usize)>,
 }
 
+/// Marks a node finished when dropped.
+pub struct Finishing<'a> {
+    schedule: &'a Schedule,
+    order: usize,
+    last: usize,
+}
+
+impl Drop for Finishing<'_> {
+    fn drop(&mut self) {
+        self.schedule.finish_range(self.order, self.last);
+    }
+}
+
 /// A case slot, given back when dropped.
 pub struct Slot<'a>(&'a Schedule);
 
@@ -133,12 +146,25 @@ impl Schedule {
         }
     }
 
+    /// Marks the node finished when the returned guard is dropped (also on a panic).
+    pub fn finishing<'s>(&'s self, node: &PlanNode<'_>) -> Finishing<'s> {
+        Finishing {
+            schedule: self,
+            order: node.order,
+            last: node.last,
+        }
+    }
+
     /// Marks a node and its whole subtree finished (omitted parts included).
     pub fn finish(&self, node: &PlanNode<'_>) {
+        self.finish_range(node.order, node.last);
+    }
+
+    fn finish_range(&self, order: usize, last: usize) {
         let mut done = lock(&self.done);
-        for (d, cv) in done[node.order..=node.last]
+        for (d, cv) in done[order..=last]
             .iter_mut()
-            .zip(&self.finished[node.order..=node.last])
+            .zip(&self.finished[order..=last])
         {
             if !*d {
                 *d = true;
