@@ -128,8 +128,8 @@ struct RunArgs {
 struct ListArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Also show what may run at the same time (‖ lane of a parallel batch) and the
-    /// exclusive keys each node holds.
+    /// Also show what may run at the same time (‖ lane of a parallel batch) and the keys
+    /// each node holds (exclusive, shared, apart).
     #[arg(long)]
     schedule: bool,
     /// List the requirement ids (R45, …) the plan checks, each with the tests that cite it.
@@ -424,6 +424,10 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
         }
         if args.schedule && !n.shared.is_empty() {
             keys.push_str(&format!("  ⟂ shared {}", n.shared.join(" ")));
+        }
+        if args.schedule && !n.apart.is_empty() && matches!(n.kind, PlanKind::Case(_)) {
+            let apart: Vec<String> = n.apart.iter().map(|(k, c)| format!("{k}={c}")).collect();
+            keys.push_str(&format!("  ⟂ apart {}", apart.join(" ")));
         }
         match &n.kind {
             PlanKind::Group { .. } => out.push_str(&format!(

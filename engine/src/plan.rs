@@ -59,6 +59,9 @@ pub struct PlanNode<'p> {
     /// Keys of shared resources the node only reads: it waits only for earlier exclusive
     /// holders, and runs alongside other readers.
     pub shared: Vec<String>,
+    /// `(key, class)`: the node (a case, or every case below a group) never runs at the same
+    /// time as a holder of the key in another class, whichever comes first.
+    pub apart: Vec<(String, String)>,
     /// The concurrent batches this node belongs to among its parent group's children,
     /// outermost first (empty: the node runs in sequence with its siblings).
     pub lanes: Vec<Lane>,
@@ -154,6 +157,7 @@ struct Site<'p> {
     level: Option<Level>,
     exclusive: Vec<String>,
     shared: Vec<String>,
+    apart: Vec<(String, String)>,
     summary: Option<String>,
     note: Option<String>,
     pos: Option<Pos>,
@@ -488,6 +492,9 @@ impl<'p> Planner<'p> {
             for e in &spec.shared {
                 push_keys(&mut here.shared, &e.eval(&ctx)?);
             }
+            if let Some(a) = &spec.apart {
+                push_classes(&mut here.apart, &a.eval(&ctx)?, a)?;
+            }
             here.summary = here.summary.or_else(|| spec.summary.clone());
             here.note = match (here.note.take(), &spec.note) {
                 (Some(a), Some(b)) => Some(format!("{a}\n{b}")),
@@ -520,6 +527,7 @@ impl<'p> Planner<'p> {
                     req: here.req.clone(),
                     exclusive: here.exclusive.clone(),
                     shared: here.shared.clone(),
+                    apart: here.apart.clone(),
                     apis: here.apis.clone(),
                     ..Site::default()
                 };
@@ -623,6 +631,9 @@ impl<'p> Planner<'p> {
                 for item in items {
                     let child_site = Site {
                         disabled: disabled.clone(),
+                        // held by the cases: a group holding it while its cases wait for
+                        // slots could block the cases holding it in another class
+                        apart: site.apart.clone(),
                         ..Site::default()
                     };
                     units.extend(self.expand(item, scope, &me, child_site, !inside)?);
@@ -665,6 +676,7 @@ impl<'p> Planner<'p> {
             disabled,
             when: site.when,
             skip_unless: site.skip_unless,
+            apart: site.apart,
             shared: dedup(site.shared)
                 .into_iter()
                 .filter(|k| !site.exclusive.contains(k))
@@ -696,6 +708,35 @@ fn push_keys(out: &mut Vec<String>, v: &Value) {
     if !key.is_empty() {
         out.push(key);
     }
+}
+
+/// Adds the `(key, class)` pairs an `apart` mapping renders to; an empty key or class is left
+/// out, so a class can be conditional (`"{{ 'write' if by_tag }}"`).
+fn push_classes(
+    out: &mut Vec<(String, String)>,
+    v: &Value,
+    at: &crate::template::ValueTmpl,
+) -> Result<(), Diagnostic> {
+    if v.kind() != minijinja::value::ValueKind::Map {
+        return Err(Diagnostic::new(
+            at.pos(),
+            format!("`apart` maps keys to classes, got {}", v.kind()),
+        ));
+    }
+    if let Ok(keys) = v.try_iter() {
+        for key in keys {
+            let class = v.get_item(&key).unwrap_or_default();
+            if class.is_none() || class.is_undefined() {
+                continue;
+            }
+            let (key, class) = (key.to_string(), class.to_string());
+            if !key.is_empty() && !class.is_empty() && !out.contains(&(key.clone(), class.clone()))
+            {
+                out.push((key, class));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Numbers the nodes in pre-order (`order`) and records where each subtree ends (`last`);

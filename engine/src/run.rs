@@ -365,6 +365,7 @@ impl Walk<'_, '_> {
                     ),
                     None => {
                         let _slot = self.schedule.slot(node);
+                        let _apart = self.schedule.apart(node);
                         runner.case(node, case, &frame)
                     }
                 };

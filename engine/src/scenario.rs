@@ -93,6 +93,8 @@ struct NodeDef {
     #[serde(default)]
     shared: Vec<Located<String>>,
     #[serde(default)]
+    apart: Option<Raw>,
+    #[serde(default)]
     items: Option<Vec<Raw>>,
     #[serde(default)]
     steps: Option<Vec<Raw>>,
@@ -336,6 +338,8 @@ pub struct NodeSpec {
     pub exclusive: Vec<ValueTmpl>,
     /// Keys of shared resources this node only reads: it may run with other readers.
     pub shared: Vec<ValueTmpl>,
+    /// Keys of operations that must not overlap in time, each with a class (a mapping).
+    pub apart: Option<ValueTmpl>,
     /// Group or case.
     pub body: NodeBody,
 }
@@ -767,6 +771,7 @@ fn node_spec(
             .iter()
             .filter_map(|e| ok(diags, ValueTmpl::from_text(&e.value, &e.pos)))
             .collect(),
+        apart: def.apart.as_ref().and_then(|r| value(diags, r)),
         shared: def
             .shared
             .iter()

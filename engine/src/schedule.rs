@@ -16,6 +16,12 @@
 //!   that wait for it) goes first, so that chains through shared content start early; ties
 //!   go in plan order.
 //!
+//! A third rule is for registries that cannot do two things at once (docker-registry answers
+//! 500 to a manifest DELETE while a tag is being written): **apart keys** keep nodes of
+//! different classes of a key from overlapping in time, in whichever order they come (the
+//! pack asserts the order does not matter); a case takes them after its slot, all at once, and
+//! does not overtake an earlier case it conflicts with.
+//!
 //! This cannot deadlock: a node waits only for nodes whose subtrees lie entirely before it in
 //! plan order, and for earlier siblings of a sequence, so the earliest unfinished case has
 //! nothing left to wait for but a slot, and slots are only held by cases that are running.
@@ -39,6 +45,64 @@ pub struct Schedule {
     slots: Mutex<Slots>,
     /// Per case: signalled when it is the next to get a slot.
     turn: Vec<Condvar>,
+    apart: Mutex<Apart>,
+    /// Signalled when apart keys are released.
+    apart_freed: Condvar,
+}
+
+/// Apart keys held and wanted.
+#[derive(Default)]
+struct Apart {
+    /// Per key: its holders' class and how many there are.
+    held: HashMap<String, (String, usize)>,
+    /// Cases waiting for apart keys, in arrival order: (ticket, keys).
+    waiting: Vec<(u64, Vec<(String, String)>)>,
+    next_ticket: u64,
+}
+
+impl Apart {
+    /// Whether `want` may be taken now: every key free or held in the same class, and no
+    /// earlier waiter it conflicts with (so a steady stream of one class does not starve
+    /// another).
+    fn allows(&self, ticket: u64, want: &[(String, String)]) -> bool {
+        let together = |a: &str, b: &str| a == b && a != ALONE;
+        let free = want.iter().all(|(key, class)| match self.held.get(key) {
+            Some((held, n)) if *n > 0 => together(class, held),
+            _ => true,
+        });
+        free && !self.waiting.iter().any(|(t, theirs)| {
+            *t < ticket
+                && theirs.iter().any(|(k, c)| {
+                    want.iter()
+                        .any(|(key, class)| key == k && !together(class, c))
+                })
+        })
+    }
+}
+
+/// The apart class that runs with no other holder of its key, of whatever class.
+pub const ALONE: &str = "alone";
+
+/// Apart keys held by a running case, released when dropped.
+pub struct Held<'a> {
+    schedule: &'a Schedule,
+    keys: &'a [(String, String)],
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut a = lock(&self.schedule.apart);
+        for (key, _) in self.keys {
+            if let Some((_, n)) = a.held.get_mut(key) {
+                *n -= 1;
+            }
+        }
+        drop(a);
+        self.schedule.apart_freed.notify_all();
+    }
 }
 
 struct Slots {
@@ -122,6 +186,8 @@ impl Schedule {
                 waiting: BTreeSet::new(),
             }),
             turn: (0..=root.last).map(|_| Condvar::new()).collect(),
+            apart: Mutex::new(Apart::default()),
+            apart_freed: Condvar::new(),
         }
     }
 
@@ -193,6 +259,43 @@ impl Schedule {
         // Another slot may still be free: the next in line takes it.
         self.wake_next(&s);
         Slot(self)
+    }
+
+    /// Takes the case's apart keys (all at once, when no holder or earlier waiter of another
+    /// class is in the way); call it holding the case's slot.
+    pub fn apart<'s>(&'s self, node: &'s PlanNode<'_>) -> Held<'s> {
+        let keys = node.apart.as_slice();
+        if keys.is_empty() {
+            return Held {
+                schedule: self,
+                keys,
+            };
+        }
+        let mut a = lock(&self.apart);
+        let ticket = a.next_ticket;
+        a.next_ticket += 1;
+        a.waiting.push((ticket, keys.to_vec()));
+        while !a.allows(ticket, keys) {
+            a = self
+                .apart_freed
+                .wait(a)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        a.waiting.retain(|(t, _)| *t != ticket);
+        for (key, class) in keys {
+            let entry = a.held.entry(key.clone()).or_insert((class.clone(), 0));
+            if entry.1 == 0 {
+                entry.0 = class.clone();
+            }
+            entry.1 += 1;
+        }
+        drop(a);
+        // Leaving the queue may let a later waiter of the same class in.
+        self.apart_freed.notify_all();
+        Held {
+            schedule: self,
+            keys,
+        }
     }
 
     /// Wakes the first waiting case, if a slot is free for it.
@@ -431,6 +534,67 @@ items:
         assert_eq!(t("b"), 5);
         // everything waits for a
         assert_eq!(t("a"), 6);
+    }
+
+    #[test]
+    fn apart_classes_never_overlap_and_keep_their_turn() {
+        let pack = pack_of(
+            "apart",
+            r#"
+name: T
+specVersion: "9"
+items:
+  - {name: w1, apart: {k: write}, steps: [{set: {x: 1}}]}
+  - {name: w2, apart: {k: write}, steps: [{set: {x: 1}}]}
+  - {name: d1, apart: {k: delete}, steps: [{set: {x: 1}}]}
+  - {name: a1, apart: {k: alone}, steps: [{set: {x: 1}}]}
+  - {name: none, apart: {k: "{{ 'write' if false }}"}, steps: [{set: {x: 1}}]}
+  - name: g
+    apart: {k: delete}
+    items: [{name: in, steps: [{set: {x: 1}}]}]
+"#,
+        );
+        let plan = plan_of(&pack);
+        let n = by_id(&plan);
+        assert!(n["none"].apart.is_empty(), "an empty class holds nothing");
+        assert_eq!(
+            n["g/in"].apart,
+            [("k".into(), "delete".into())],
+            "cases below a group"
+        );
+        let s = Schedule::new(&plan.root, 8);
+        let waiting = || lock(&s.apart).waiting.len();
+        let w1 = s.apart(n["w1"]);
+        let w2 = s.apart(n["w2"]); // same class: together
+        std::thread::scope(|scope| {
+            let delete = scope.spawn(|| {
+                let _d = s.apart(n["d1"]);
+                assert_eq!(lock(&s.apart).held["k"], ("delete".to_string(), 1));
+            });
+            while waiting() < 1 {
+                std::thread::yield_now();
+            }
+            // a later writer does not overtake the waiting delete
+            let late = scope.spawn(|| drop(s.apart(n["w2"])));
+            while waiting() < 2 {
+                std::thread::yield_now();
+            }
+            assert!(!delete.is_finished() && !late.is_finished());
+            drop(w1);
+            assert!(!delete.is_finished(), "w2 still holds the key");
+            drop(w2);
+            delete.join().unwrap();
+            late.join().unwrap();
+        });
+        // alone: not even with its own class
+        let a = s.apart(n["a1"]);
+        let mut a_state = lock(&s.apart);
+        assert!(!a_state.allows(u64::MAX, &n["a1"].apart));
+        assert!(!a_state.allows(u64::MAX, &n["w1"].apart));
+        a_state.waiting.clear();
+        drop(a_state);
+        drop(a);
+        assert!(lock(&s.apart).allows(u64::MAX, &n["a1"].apart));
     }
 
     #[test]
