@@ -281,6 +281,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
             cache_auth: config.cache_auth,
             connections: usize::try_from(config.parallel).unwrap_or(usize::MAX),
             registry: config.base_url(),
+            min_rate: crate::http::MIN_RATE,
         },
         redactor.clone(),
     )

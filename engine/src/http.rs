@@ -3,14 +3,17 @@
 //! - 4xx/5xx are answers, not errors; redirects are followed only when a step allows it, by
 //!   this module (so each hop is recorded and `Authorization` is dropped when the host changes);
 //! - every request has inactivity timeouts, so a registry that stops answering fails that
-//!   request after `requestTimeout` seconds instead of hanging the run;
+//!   request after `requestTimeout` seconds instead of hanging the run; a body must also arrive
+//!   (or be taken) within that time plus one second per [`MIN_RATE`] bytes, so a registry that
+//!   trickles a byte at a time fails too; after [`GIVE_UP_AFTER`] requests in a row time out
+//!   the registry is taken as unresponsive and the rest of the run fails fast;
 //! - bodies stream in both directions; response bodies are digested while they stream (no
 //!   content decoding: the bytes hashed are the bytes sent) and only a bounded prefix is kept;
 //! - authentication follows the registry's challenge: Basic, or the token flow with the scopes
 //!   each request needs, tokens cached per scope until they expire.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +31,12 @@ use crate::template::{encode_component, resolve_url};
 pub const DEFAULT_KEEP: u64 = 8 << 20;
 /// Bytes of a body shown in records.
 const EXCERPT: usize = 4096;
+/// The slowest transfer accepted for a body, in bytes per second (beyond the request timeout).
+pub const MIN_RATE: u64 = 256 << 10;
+/// Requests in a row that time out without an answer before the registry is taken as
+/// unresponsive: later requests are not sent, so a dead registry ends the run in a few
+/// timeouts instead of one per request.
+pub const GIVE_UP_AFTER: usize = 5;
 
 /// How the client talks to the registry.
 #[derive(Clone, Debug)]
@@ -50,6 +59,9 @@ pub struct ClientConfig {
     /// The registry's base URL: credentials go to its origin only (empty: to the origin of
     /// each request's own URL).
     pub registry: String,
+    /// The slowest body transfer accepted, in bytes per second beyond the timeout
+    /// (normally [`MIN_RATE`]).
+    pub min_rate: u64,
 }
 
 /// A request body.
@@ -293,6 +305,11 @@ pub enum HttpError {
     Request(String),
     /// The TLS handshake failed (untrusted or invalid certificate, not a TLS server).
     Tls(String),
+    /// A body was still being sent after the time its size allows (bytes, seconds allowed,
+    /// bytes per second beyond the timeout).
+    SlowBody(u64, u64, u64),
+    /// Not sent: this many requests in a row had timed out (count, timeout in seconds).
+    Unresponsive(usize, u64),
     /// Any other transport problem (reset, protocol).
     Transport(String),
 }
@@ -304,6 +321,17 @@ impl std::fmt::Display for HttpError {
             HttpError::Connect(m) => write!(f, "cannot connect: {m}"),
             HttpError::Request(m) => write!(f, "invalid request: {m}"),
             HttpError::Tls(m) => write!(f, "TLS error: {m}"),
+            HttpError::SlowBody(n, s, rate) => write!(
+                f,
+                "the registry took the {n}-byte body too slowly: not sent after {s} s \
+                 (the request timeout plus 1 s per {} KiB)",
+                rate >> 10
+            ),
+            HttpError::Unresponsive(n, s) => write!(
+                f,
+                "not sent: the registry stopped answering ({n} requests in a row timed out \
+                 after {s} s)"
+            ),
             HttpError::Transport(m) => write!(f, "transport error: {m}"),
         }
     }
@@ -331,6 +359,8 @@ pub struct Client {
     /// Cleared when a token request fails, so a refusing token server is asked once per
     /// request (after the 401), not twice.
     prefetch: AtomicBool,
+    /// Requests in a row that timed out without an answer (reset by any answer).
+    silent: AtomicUsize,
 }
 
 impl Client {
@@ -368,6 +398,7 @@ impl Client {
             basic: AtomicBool::new(false),
             bearer: Mutex::new(None),
             prefetch: AtomicBool::new(true),
+            silent: AtomicUsize::new(0),
         })
     }
 
@@ -527,18 +558,43 @@ impl Client {
         // A request without a body is sent without one: a reader body, even empty, would go
         // out chunked, and a server that does not read bodies on GET may then close the
         // connection with an RST that destroys the answer before it is read.
-        let sent = if body.is_empty() && !chunked {
-            builder.body(()).map(|r| self.agent.run(r))
+        let silent = self.silent.load(Ordering::Relaxed);
+        let body_time = self.body_allowance(body.len());
+        let sent = if silent >= GIVE_UP_AFTER {
+            Ok(Err(None))
+        } else if body.is_empty() && !chunked {
+            builder.body(()).map(|r| self.agent.run(r).map_err(Some))
         } else {
             builder
                 .body(ureq::SendBody::from_owned_reader(body.reader()))
-                .map(|r| self.agent.run(r))
+                .map(|r| {
+                    let r = self
+                        .agent
+                        .configure_request(r)
+                        .timeout_send_body(Some(body_time))
+                        .build();
+                    self.agent.run(r).map_err(Some)
+                })
         };
         let result = match sent {
             Err(e) => Err(HttpError::Request(e.to_string())),
-            Ok(Err(e)) => Err(self.map_error(e)),
+            Ok(Err(None)) => Err(HttpError::Unresponsive(
+                GIVE_UP_AFTER,
+                self.cfg.timeout.as_secs(),
+            )),
+            Ok(Err(Some(ureq::Error::Timeout(ureq::Timeout::SendBody)))) => Err(
+                HttpError::SlowBody(body.len(), body_time.as_secs(), self.cfg.min_rate),
+            ),
+            Ok(Err(Some(e))) => Err(self.map_error(e)),
             Ok(Ok(resp)) => Ok(self.read(resp, url, method, recv, start)),
         };
+        match &result {
+            Err(HttpError::Timeout(_)) => {
+                self.silent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => self.silent.store(0, Ordering::Relaxed),
+            Err(_) => {}
+        }
         ex.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
         match &result {
             Err(e) => ex.error = Some(self.redactor.scrub(&e.to_string())),
@@ -606,6 +662,7 @@ impl Client {
             .and_then(|v| v.trim().parse().ok());
         let mut buf = vec![0u8; announced.map_or(64 << 10, |n: usize| n.clamp(1, 64 << 10))];
         let mut reader = resp.into_body().into_reader();
+        let body_start = Instant::now();
         loop {
             match reader.read(&mut buf) {
                 Ok(0) => break,
@@ -614,6 +671,14 @@ impl Client {
                     let room = recv.keep.saturating_sub(out.body.len() as u64) as usize;
                     out.body.extend_from_slice(&buf[..n.min(room)]);
                     out.body_len += n as u64;
+                    // The inactivity timeout resets on every byte: a body trickled a byte at a
+                    // time is stopped by the time its (announced) size allows.
+                    let size = announced.map_or(0, |a| a as u64).max(out.body_len);
+                    let allowed = self.body_allowance(size);
+                    if body_start.elapsed() > allowed {
+                        out.body_error = Some(self.slow_body(&out, body_start, allowed));
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -627,6 +692,28 @@ impl Client {
         }
         out.elapsed = start.elapsed();
         out
+    }
+
+    /// The time a body of `len` bytes may take: the request timeout plus its size at
+    /// [`MIN_RATE`].
+    fn body_allowance(&self, len: u64) -> Duration {
+        self.cfg.timeout + Duration::from_secs_f64(len as f64 / self.cfg.min_rate.max(1) as f64)
+    }
+
+    /// Why a body was given up while still arriving.
+    fn slow_body(&self, so_far: &Response, start: Instant, allowed: Duration) -> String {
+        let of = so_far
+            .header("content-length")
+            .map(|n| format!(" of {}", n.trim()))
+            .unwrap_or_default();
+        format!(
+            "the body came too slowly: {}{of} bytes in {:.1} s, more than the {:.1} s its size \
+             allows (the request timeout plus 1 s per {} KiB)",
+            so_far.body_len,
+            start.elapsed().as_secs_f64(),
+            allowed.as_secs_f64(),
+            self.cfg.min_rate >> 10
+        )
     }
 
     /// Why a body could not be read to its end, with how far it got.

@@ -1166,6 +1166,7 @@ mod tests {
         let resources = Resources::default();
         let runner = Runner {
             client: &client,
+                min_rate: crate::http::MIN_RATE,
             store: &plan.store,
             schemas: &schemas,
             base: "http://127.0.0.1:9".into(),

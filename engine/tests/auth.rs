@@ -359,6 +359,7 @@ fn client(cache: bool) -> oci_conform::http::Client {
             cache_auth: cache,
             connections: 1,
             registry: String::new(),
+            min_rate: oci_conform::http::MIN_RATE,
         },
         oci_conform::redact::Redactor::default(),
     )

@@ -1,6 +1,7 @@
-//! Registries that misbehave: a fake registry that hangs, resets, cuts bodies short, answers
-//! garbage or 5xx, and redirects to storage on another port (each a FAIL with its reason, the
-//! run going on to the end); and content left behind: a real registry whose deletes a proxy
+//! Registries that misbehave: a fake registry that hangs, resets, cuts bodies short, trickles
+//! them a byte at a time, answers garbage or 5xx, and redirects to storage on another port (each
+//! a FAIL with its reason, the run going on to the end); one that stops answering altogether
+//! (the run gives up on it after a few timeouts); and content left behind: a real registry whose deletes a proxy
 //! refuses (leftovers listed), and a normal one (left empty).
 
 mod common;
@@ -45,6 +46,8 @@ fn faulty_registry(storage: &str) -> FakeServer {
             Action::Reset(Resp::new(200, &[b'x'; 1000]), 100)
         } else if p.starts_with("/v2/faults/stall/") {
             Action::Stall(Resp::new(200, &[b'x'; 1000]), 100)
+        } else if p.starts_with("/v2/faults/trickle/") {
+            Action::Trickle(Resp::new(200, &[b'x'; 1000]), Duration::from_millis(200))
         } else if p.starts_with("/v2/faults/cut/") {
             Action::CutBody(Resp::new(200, &[b'x'; 1000]), 100)
         } else if p.starts_with("/v2/faults/garbage/") {
@@ -140,6 +143,15 @@ fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
         "faults/stall",
         "FAIL",
         &["answered 200 but the body timed out after 1 s without data (100 of 1000 bytes received)"],
+    );
+    expect(
+        "faults/trickle",
+        "FAIL",
+        &[
+            "answered 200 but the body came too slowly: ",
+            " of 1000 bytes in ",
+            "more than the 1.0 s its size allows",
+        ],
     );
     expect(
         "faults/garbage-json",
@@ -353,5 +365,119 @@ fn a_normal_registry_is_left_empty() {
         still.is_empty(),
         "still there after the run:\n{}",
         still.join("\n")
+    );
+}
+
+#[test]
+fn a_registry_that_stops_answering_ends_the_run_after_a_few_timeouts() {
+    // Answers the ping, then nothing: without giving up, the shipped pack would wait one
+    // timeout per request (over a thousand seconds here).
+    let dead = FakeServer::start(|req| {
+        if req.path == "/v2/" {
+            Action::Respond(Resp::new(200, b"{}").header("Content-Type", "application/json"))
+        } else {
+            Action::Hang
+        }
+    });
+    let out = TempDir::new("dead");
+    let t0 = Instant::now();
+    let o = cli(
+        &[
+            "run",
+            "--results-dir",
+            out.0.to_str().unwrap(),
+            "-q",
+            "-j",
+            "2",
+        ],
+        &[
+            ("OCI_REGISTRY", &dead.addr),
+            ("OCI_TLS", "disabled"),
+            ("OCI_REQUEST_TIMEOUT", "1"),
+        ],
+    );
+    let log = text(&o);
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "the run must give up on a dead registry: {log}"
+    );
+    assert_eq!(o.status.code(), Some(4), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let r = results(&out.0);
+    let tests = r["tests"].as_array().unwrap();
+    let reasons = |fragment: &str| {
+        tests
+            .iter()
+            .filter(|t| t["status"] == "FAIL")
+            .filter(|t| t["reason"].as_str().unwrap_or("").contains(fragment))
+            .count()
+    };
+    // The first requests time out (one per lane and a few more), the rest are not sent.
+    let timed_out = reasons("timed out after 1 s without an answer");
+    let given_up = reasons(
+        "not sent: the registry stopped answering (5 requests in a row timed out after 1 s)",
+    );
+    assert!((1..=8).contains(&timed_out), "{timed_out} timed out: {log}");
+    assert!(given_up > 500, "{given_up} given up: {log}");
+    // Only the ping and the first few requests reached the registry.
+    let asked = dead.requests().len();
+    assert!(asked < 20, "{asked} requests reached the registry");
+}
+
+#[test]
+fn a_registry_that_reads_an_upload_too_slowly_fails_it_in_the_time_its_size_allows() {
+    use std::io::{BufRead, BufReader, Read};
+    // Reads the body 64 KiB every 50 ms: always some progress (no write ever waits a whole
+    // timeout), but 32 MiB would take half a minute.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut r = BufReader::new(stream);
+        let mut line = String::new();
+        while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+            line.clear();
+        }
+        let mut buf = vec![0u8; 64 << 10];
+        while r.read(&mut buf).is_ok_and(|n| n > 0) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let client = oci_conform::http::Client::new(
+        oci_conform::http::ClientConfig {
+            timeout: Duration::from_secs(1),
+            tls: oci_conform::config::Tls::Disabled,
+            ca_file: None,
+            username: String::new(),
+            password: oci_conform::redact::Secret::new(""),
+            cache_auth: false,
+            connections: 1,
+            registry: String::new(),
+            // 32 MiB at 16 MiB/s: 2 s beyond the timeout.
+            min_rate: 16 << 20,
+        },
+        oci_conform::redact::Redactor::default(),
+    )
+    .unwrap();
+    let req = oci_conform::http::Request {
+        method: "PUT".into(),
+        url: format!("http://{addr}/v2/slow/blobs/uploads/1?digest=sha256:00"),
+        body: oci_conform::http::ReqBody::Bytes(Arc::new(vec![7u8; 32 << 20])),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let out = client.send(&req, &oci_conform::http::Recv::default());
+    let took = t0.elapsed();
+    let err = out.result.expect_err("the upload must fail").to_string();
+    assert_eq!(
+        err,
+        "the registry took the 33554432-byte body too slowly: not sent after 3 s \
+         (the request timeout plus 1 s per 16384 KiB)"
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+        "{took:?}"
     );
 }

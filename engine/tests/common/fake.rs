@@ -86,6 +86,9 @@ pub enum Action {
     /// Send headers announcing a longer body and part of it, then nothing more (until the
     /// client gives up).
     Stall(Resp, usize),
+    /// Send headers, then the body one byte per interval (each byte resets the client's
+    /// inactivity timeout).
+    Trickle(Resp, Duration),
     /// Send headers announcing a longer body and part of it, then reset the connection (RST,
     /// not FIN). Only for requests without a body: the request is left unread, which is what
     /// makes the kernel reset the connection on close.
@@ -277,6 +280,18 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 return;
+            }
+            Action::Trickle(r, every) => {
+                let _ = out.write_all(&head_bytes(&r, r.body.len()));
+                for b in &r.body {
+                    std::thread::sleep(every);
+                    if stop.load(Ordering::Relaxed)
+                        || out.write_all(std::slice::from_ref(b)).is_err()
+                        || out.flush().is_err()
+                    {
+                        return;
+                    }
+                }
             }
             Action::Raw(bytes) => {
                 let _ = out.write_all(&bytes);
