@@ -85,6 +85,36 @@ fn enabled_with_the_ca_file_verifies_and_passes() {
 }
 
 #[test]
+fn a_ca_file_adds_to_the_system_roots_instead_of_replacing_them() {
+    // The registry's certificate stands in for a public CA (SSL_CERT_FILE is where the system
+    // roots are read from); the CA file names an unrelated private CA.
+    let dir = TempDir::new("certs");
+    let (reg, system) = tls_registry(&dir);
+    let other = TempDir::new("other-ca");
+    let private = self_signed_tls(&other.0).cert;
+    let (o, r) = run(
+        &reg.addr,
+        &[
+            ("OCI_TLS", "enabled"),
+            ("SSL_CERT_FILE", system.to_str().unwrap()),
+            ("OCI_TLS_CA_FILE", private.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(r["status"], "Pass");
+    // And the system roots alone are trusted too.
+    let (o, r) = run(
+        &reg.addr,
+        &[
+            ("OCI_TLS", "enabled"),
+            ("SSL_CERT_FILE", system.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(r["status"], "Pass");
+}
+
+#[test]
 fn insecure_accepts_the_self_signed_certificate() {
     let dir = TempDir::new("certs");
     let (reg, _) = tls_registry(&dir);
