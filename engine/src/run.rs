@@ -519,10 +519,7 @@ impl Runner<'_> {
     fn step_body(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
         for (k, v) in &step.set {
             match v.eval(&frame.context()) {
-                Ok(val) => {
-                    st.frame.set(k, val.clone());
-                    frame.set(k, val);
-                }
+                Ok(val) => st.set(frame, k, val),
                 Err(d) => {
                     st.scenario_error(&d);
                     return Flow::Stop;
@@ -855,7 +852,7 @@ impl Runner<'_> {
                 }
             }
             // Only the alternative's own captures: the step's describe the expected answer.
-            if self.captures(&u.capture, &ctx, st).is_err() {
+            if self.captures(&u.capture, &ctx, frame, st).is_err() {
                 return Flow::Stop;
             }
             for s in &u.then {
@@ -911,7 +908,7 @@ impl Runner<'_> {
             };
             self.record_checks(every, Some((resp, &json)), &ctx, &checked, st);
         }
-        if self.captures(&step.capture, &ctx, st).is_err() {
+        if self.captures(&step.capture, &ctx, frame, st).is_err() {
             return Flow::Stop;
         }
         if st.failures.len() > before && step.stop_on_failure {
@@ -959,11 +956,12 @@ impl Runner<'_> {
         &self,
         caps: &[(String, crate::template::ValueTmpl)],
         ctx: &Value,
+        frame: &Arc<Scope>,
         st: &mut CaseState,
     ) -> Result<(), ()> {
         for (k, v) in caps {
             match v.eval(ctx) {
-                Ok(val) => st.frame.set(k, val),
+                Ok(val) => st.set(frame, k, val),
                 Err(d) => {
                     st.scenario_error(&d);
                     return Err(());
@@ -975,6 +973,16 @@ impl Runner<'_> {
 }
 
 impl CaseState {
+    /// Sets a variable for the rest of the case: where the case (or an enclosing loop of
+    /// `frame`) already holds it, so a loop can build up a value set before it; else in
+    /// `frame` and in the case's frame, so it outlives the loop.
+    fn set(&self, frame: &Arc<Scope>, key: &str, value: Value) {
+        if !frame.assign_within(key, value.clone(), &self.frame) {
+            frame.set(key, value.clone());
+            self.frame.set(key, value);
+        }
+    }
+
     fn empty(frame: &Arc<Scope>, level: Level) -> Self {
         CaseState {
             frame: frame.clone(),
@@ -1158,6 +1166,7 @@ mod tests {
                 cache_auth: true,
                 connections: parallel,
                 registry: String::new(),
+                min_rate: crate::http::MIN_RATE,
             },
             crate::redact::Redactor::default(),
         )
@@ -1166,7 +1175,6 @@ mod tests {
         let resources = Resources::default();
         let runner = Runner {
             client: &client,
-                min_rate: crate::http::MIN_RATE,
             store: &plan.store,
             schemas: &schemas,
             base: "http://127.0.0.1:9".into(),
@@ -1212,5 +1220,36 @@ items:
         for _ in 0..5 {
             assert_eq!(statuses(&plan, 4), one);
         }
+    }
+
+    #[test]
+    fn a_loop_builds_up_a_value_set_before_it_and_leaves_shared_values_alone() {
+        let pack = pack_of(
+            "loop-set",
+            r#"
+name: T
+specVersion: "9"
+vars: {shared: 1}
+items:
+  - name: build
+    steps:
+      - for_each: {s: "[10, 20]"}
+        steps:
+          - set: {acc: []}
+          - for_each: {m: "range(3)"}
+            set: {acc: "{{ acc + [m + s] }}", last: "{{ m }}", shared: 2}
+          - expect: {assert: [{that: "acc == [s, s + 1, s + 2]", message: "acc is {{ acc }}"}]}
+      - expect:
+          assert:
+            - {that: "last == 2", message: "a value first set in a loop outlives it"}
+            - {that: "shared == 2", message: "the case sees its own assignment"}
+  - name: next
+    steps: [{expect: {assert: [{that: "shared == 1", message: "a case changed a pack variable"}]}}]
+"#,
+        );
+        let plan = plan_of(&pack);
+        let got = statuses(&plan, 1);
+        assert!(got.iter().all(|(_, s, _)| *s == Status::Pass), "{got:?}");
+        assert_eq!(got.len(), 2);
     }
 }

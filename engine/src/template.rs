@@ -394,6 +394,23 @@ impl Scope {
         }
     }
 
+    /// Assigns to the nearest frame up to `top` (included) that declares `key`; returns false
+    /// when none does. Frames above `top` (shared by other cases) are never changed.
+    pub fn assign_within(&self, key: &str, value: Value, top: &Arc<Scope>) -> bool {
+        if let Ok(mut vars) = self.vars.lock() {
+            if let Some(slot) = vars.get_mut(key) {
+                *slot = value;
+                return true;
+            }
+        }
+        if std::ptr::eq(self, Arc::as_ptr(top)) {
+            return false;
+        }
+        self.parent
+            .as_ref()
+            .is_some_and(|p| p.assign_within(key, value, top))
+    }
+
     /// Assigns to the nearest frame that declares `key`; returns false when none does.
     pub fn assign(&self, key: &str, value: Value) -> bool {
         if let Ok(mut vars) = self.vars.lock() {
