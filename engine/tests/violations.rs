@@ -1,9 +1,16 @@
 //! A real registry behind a proxy that breaks the spec on purpose: each violation must be
 //! reported as FAIL on the right test, with a reason naming what was wrong.
+//!
+//! The matrix tests inject one violation per requirement row into docker-registry (and, for
+//! what only a registry with the referrers API can break, ferro-oci-server), after a baseline
+//! run without it. `MATRIX_ONLY=<row text>` runs only matching violations, `MATRIX_DEBUG=1`
+//! prints each run.
 
 mod common;
 
-use common::fake::{Action, FakeServer};
+use std::sync::{Arc, Mutex};
+
+use common::fake::{Action, FakeServer, Req, Resp};
 use common::registry::Registry;
 use common::{cli, reason, results, status_of, TempDir};
 
@@ -69,7 +76,7 @@ fn missing_location_header_fails() {
 fn corrupted_blob_body_fails_the_get() {
     let reg = Registry::docker();
     // The push verifies its upload with a first GET; corrupt only the later GETs.
-    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    let seen = Mutex::new(std::collections::HashSet::new());
     let proxy = FakeServer::proxy(&reg.addr, move |req, mut resp| {
         if req.method == "GET"
             && req.path.contains("/blobs/sha256:")
@@ -114,4 +121,811 @@ fn head_of_a_missing_blob_must_be_404() {
         1,
         "the filter runs only this case"
     );
+}
+
+/// How a violation changes an answer.
+type Alter = fn(&Req, &mut Resp);
+
+/// One injected violation: the registry it is injected into, the tests it runs, how answers
+/// are altered, and where the FAIL must show.
+struct Violation {
+    /// The requirement row it breaks.
+    row: &'static str,
+    ferro: bool,
+    version: &'static str,
+    filter: &'static [&'static str],
+    alter: Alter,
+    /// A test id starting with this must FAIL…
+    test: &'static str,
+    /// …with a reason containing this.
+    because: &'static str,
+}
+
+fn is(req: &Req, method: &str, part: &str) -> bool {
+    req.method == method && req.path.contains(part)
+}
+
+fn set_header(resp: &mut Resp, name: &str, value: &str) {
+    resp.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    resp.headers.push((name.to_string(), value.to_string()));
+}
+
+fn edit_json(resp: &mut Resp, f: impl FnOnce(&mut serde_json::Value)) {
+    if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&resp.body) {
+        f(&mut v);
+        resp.body = serde_json::to_vec(&v).unwrap();
+    }
+}
+
+const ZEROS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+fn violations() -> Vec<Violation> {
+    let v = |row, filter, alter, test, because| Violation {
+        row,
+        ferro: false,
+        version: "1.1",
+        filter,
+        alter,
+        test,
+        because,
+    };
+    vec![
+        v(
+            "R19 manifest bytes",
+            &["image"],
+            |q, r| {
+                if is(q, "GET", "/manifests/") && r.status == 200 {
+                    r.body.insert(0, b' ');
+                }
+            },
+            // the push reads the manifest back and finds other bytes
+            "image/push/manifest-by-digest",
+            "",
+        ),
+        v(
+            "R31 blob digest header",
+            &["sha256 blobs/post+put"],
+            |q, r| {
+                if is(q, "GET", "/blobs/sha256:") && r.status == 200 {
+                    set_header(r, "Docker-Content-Digest", ZEROS);
+                }
+            },
+            "sha256 blobs/post+put/blob-get",
+            "Docker-Content-Digest",
+        ),
+        v(
+            "R34 missing blob",
+            &["sha256 blobs/get-missing"],
+            |q, r| {
+                if is(q, "GET", "/blobs/") && r.status == 404 {
+                    r.status = 200;
+                    r.body.clear();
+                }
+            },
+            "sha256 blobs/get-missing",
+            "expected status 404, got 200",
+        ),
+        v(
+            "R45 upload POST status",
+            &["sha256 blobs/chunked single"],
+            |q, r| {
+                if is(q, "POST", "/blobs/uploads/") && r.status == 202 {
+                    r.status = 200;
+                }
+            },
+            "sha256 blobs/chunked single",
+            "got 200",
+        ),
+        v(
+            "R72 chunk Range",
+            &["sha256 blobs/chunked multi"],
+            |q, r| {
+                if is(q, "PATCH", "/blobs/uploads/") && r.status == 202 {
+                    let end: Option<u64> = r
+                        .get("range")
+                        .and_then(|v| v.split('-').nth(1))
+                        .and_then(|e| e.parse().ok());
+                    if let Some(e) = end {
+                        set_header(r, "Range", &format!("0-{}", e + 1));
+                    }
+                }
+            },
+            "sha256 blobs/chunked multi",
+            "Range",
+        ),
+        v(
+            "R82 upload status code",
+            &["extra/uploads"],
+            |q, r| {
+                if is(q, "GET", "/blobs/uploads/") && r.status == 204 {
+                    r.status = 200;
+                }
+            },
+            "extra/uploads/status after each chunk",
+            "got 200",
+        ),
+        v(
+            "R106 manifest PUT status",
+            &["image"],
+            |q, r| {
+                if is(q, "PUT", "/manifests/") && r.status == 201 {
+                    r.status = 200;
+                }
+            },
+            "image/push/manifest-by-digest",
+            "expected status 201, got 200",
+        ),
+        v(
+            "R108 manifest PUT digest",
+            &["image"],
+            |q, r| {
+                if is(q, "PUT", "/manifests/") && r.status == 201 {
+                    set_header(r, "Docker-Content-Digest", ZEROS);
+                }
+            },
+            "image/push/manifest-by-digest",
+            "Docker-Content-Digest",
+        ),
+        v(
+            "R53 blob Location",
+            &["sha256 blobs/post+put"],
+            |q, r| {
+                if is(q, "PUT", "/blobs/uploads/") && r.status == 201 {
+                    set_header(
+                        r,
+                        "Location",
+                        &format!("/v2/conformance/repo1/blobs/{ZEROS}"),
+                    );
+                }
+            },
+            "sha256 blobs/post+put",
+            "",
+        ),
+        v(
+            "R79 closing PUT status",
+            &["sha256 blobs/chunked single"],
+            |q, r| {
+                if is(q, "PUT", "/blobs/uploads/") && r.status == 201 {
+                    r.status = 202;
+                }
+            },
+            "sha256 blobs/chunked single",
+            "got 202",
+        ),
+        v(
+            "R131 tag list name",
+            &["image"],
+            |q, r| {
+                if is(q, "GET", "/tags/list") && r.status == 200 {
+                    edit_json(r, |v| {
+                        v.as_object_mut().unwrap().remove("name");
+                    });
+                }
+            },
+            "image/tag-list",
+            "name",
+        ),
+        v(
+            "R127 tag list complete",
+            &["image"],
+            |q, r| {
+                if is(q, "GET", "/tags/list") && r.status == 200 {
+                    edit_json(r, |v| {
+                        if let Some(t) = v["tags"].as_array_mut() {
+                            t.pop();
+                        }
+                    });
+                }
+            },
+            "image/tag-list",
+            "",
+        ),
+        v(
+            "R166 manifest DELETE status",
+            &["image"],
+            |q, r| {
+                if is(q, "DELETE", "/manifests/") && r.status == 202 {
+                    r.status = 200;
+                }
+            },
+            "image/delete/manifest-delete",
+            "got 200",
+        ),
+        v(
+            "R170 blob DELETE status",
+            &["sha256 blobs/post+put"],
+            |q, r| {
+                if is(q, "DELETE", "/blobs/") && r.status == 202 {
+                    r.status = 204;
+                }
+            },
+            "sha256 blobs/post+put",
+            "got 204",
+        ),
+        v(
+            "R41 HEAD missing manifest",
+            &["extra/absent content"],
+            |q, r| {
+                if is(q, "HEAD", "/manifests/") && r.status == 404 {
+                    r.status = 200;
+                }
+            },
+            "extra/absent content/head missing manifest",
+            "expected status 404, got 200",
+        ),
+        v(
+            "R201 error code",
+            &["extra/error bodies"],
+            |_, r| {
+                if r.status == 404 {
+                    edit_json(r, |v| {
+                        if let Some(e) = v["errors"].as_array_mut() {
+                            for e in e {
+                                e["code"] = "NO_SUCH_THING".into();
+                            }
+                        }
+                    });
+                }
+            },
+            "extra/error bodies/unknown blob",
+            "NO_SUCH_THING",
+        ),
+        v(
+            "R204 Warning header",
+            &["ping"],
+            |_, r| {
+                r.headers
+                    .push(("Warning".into(), "199 - \"this registry warns\"".into()));
+            },
+            "ping",
+            "Warning",
+        ),
+        v(
+            "R28 range bytes",
+            &["sha256 blobs/range requests"],
+            |q, r| {
+                if is(q, "GET", "/blobs/") && r.status == 206 && !r.body.is_empty() {
+                    r.body[0] ^= 0xff;
+                }
+            },
+            "sha256 blobs/range requests",
+            "",
+        ),
+        v(
+            "deletes that do not delete",
+            &["image"],
+            |q, r| {
+                // Answers every later GET of a manifest with the bytes it once had.
+                static SEEN: Mutex<Vec<(String, Resp)>> = Mutex::new(Vec::new());
+                if !is(q, "GET", "/manifests/sha256:") {
+                    return;
+                }
+                let mut seen = SEEN.lock().unwrap();
+                if r.status == 200 {
+                    seen.push((q.path.clone(), r.clone()));
+                } else if let Some((_, old)) = seen.iter().find(|(p, _)| *p == q.path) {
+                    *r = old.clone();
+                }
+            },
+            "image/delete/manifest-delete-atomic",
+            "",
+        ),
+        v(
+            "R36 HEAD of a manifest",
+            &["image"],
+            |q, r| {
+                if is(q, "HEAD", "/manifests/") && r.status == 200 {
+                    r.status = 404;
+                }
+            },
+            "image/head/manifest-head-by-digest",
+            "expected status 200, got 404",
+        ),
+        v(
+            "R84 upload status Range",
+            &["extra/uploads"],
+            |q, r| {
+                if is(q, "GET", "/blobs/uploads/") && r.status == 204 {
+                    set_header(r, "Range", "0-0");
+                }
+            },
+            "extra/uploads/status after each chunk",
+            "Range",
+        ),
+        v(
+            "R91 mount Location",
+            &["sha256 blobs/mount"],
+            |q, r| {
+                if is(q, "POST", "mount=") && r.status == 201 {
+                    r.headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("location"));
+                }
+            },
+            "sha256 blobs/mount",
+            "Location",
+        ),
+        v(
+            "R168 manifest DELETE refused with 403",
+            &["image"],
+            |q, r| {
+                if is(q, "DELETE", "/manifests/") && r.status == 202 {
+                    r.status = 403;
+                }
+            },
+            "image/delete/manifest-delete",
+            "got 403",
+        ),
+        v(
+            "R171 DELETE of an unknown blob",
+            &["extra/absent content"],
+            |q, r| {
+                if is(q, "DELETE", "/blobs/") && r.status == 404 {
+                    r.status = 202;
+                    r.body.clear();
+                }
+            },
+            "extra/absent content/delete unknown blob",
+            "got 202",
+        ),
+        v(
+            "R167 DELETE in a missing repository",
+            &["extra/absent content"],
+            |q, r| {
+                if is(q, "DELETE", "/manifests/") && r.status == 404 {
+                    r.status = 202;
+                    r.body.clear();
+                }
+            },
+            "extra/absent content/delete in a missing repository",
+            "got 202",
+        ),
+        v(
+            "R110 pull from a missing repository",
+            &["extra/absent content"],
+            |q, r| {
+                if is(q, "GET", "/manifests/") && r.status == 404 {
+                    r.status = 200;
+                }
+            },
+            "extra/absent content/pull from a missing repository",
+            "got 200",
+        ),
+        v(
+            "R205 Warning with a date",
+            &["ping"],
+            |_, r| {
+                r.headers.push((
+                    "Warning".into(),
+                    "299 - \"deprecated\" \"Sat, 01 Jan 2000 00:00:00 GMT\"".into(),
+                ));
+            },
+            "ping",
+            "Warning",
+        ),
+        v(
+            "R105 exact bytes",
+            &["extra/manifests"],
+            |q, r| {
+                // Same JSON, other bytes: keys sorted, no odd whitespace.
+                if is(q, "GET", "/manifests/sha256:") && r.status == 200 {
+                    edit_json(r, |_| {});
+                }
+            },
+            "extra/manifests/exact bytes",
+            "",
+        ),
+        Violation {
+            version: "dev",
+            ..v(
+                "R22 manifest GET digest header (dev)",
+                &["image"],
+                |q, r| {
+                    if is(q, "GET", "/manifests/") && r.status == 200 {
+                        r.headers
+                            .retain(|(k, _)| !k.eq_ignore_ascii_case("docker-content-digest"));
+                    }
+                },
+                "image/pull/manifest-by-digest",
+                "Docker-Content-Digest",
+            )
+        },
+        Violation {
+            version: "dev",
+            ..v(
+                "R38 HEAD digest header (dev)",
+                &["image"],
+                |q, r| {
+                    if is(q, "HEAD", "/blobs/") && r.status == 200 {
+                        r.headers
+                            .retain(|(k, _)| !k.eq_ignore_ascii_case("docker-content-digest"));
+                    }
+                },
+                "image/head/blob-head",
+                "Docker-Content-Digest",
+            )
+        },
+        Violation {
+            version: "dev",
+            ..v(
+                "R40 HEAD Content-Length (dev)",
+                &["image"],
+                |q, r| {
+                    if is(q, "HEAD", "/manifests/") && r.status == 200 {
+                        set_header(r, "Content-Length", "3");
+                    }
+                },
+                "image/head/manifest-head-by-digest",
+                "Content-Length",
+            )
+        },
+    ]
+}
+
+fn ferro_violations() -> Vec<Violation> {
+    // `empty` finds out whether the registry supports the referrers API.
+    const SUBJECTS: &[&str] = &["empty", "artifacts-with-subject"];
+    let v = |row, filter, alter, test, because| Violation {
+        row,
+        ferro: true,
+        version: "1.1",
+        filter,
+        alter,
+        test,
+        because,
+    };
+    vec![
+        v(
+            "R60 monolithic POST Location",
+            &["sha256 blobs/post only"],
+            |q, r| {
+                if is(q, "POST", "/blobs/uploads/") && r.status == 201 {
+                    r.headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("location"));
+                }
+            },
+            "sha256 blobs/post only",
+            "Location",
+        ),
+        v(
+            "R148 referrers Content-Type",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "/referrers/") && r.status == 200 {
+                    set_header(r, "Content-Type", "application/json");
+                }
+            },
+            "artifacts-with-subject/referrers",
+            "Content-Type",
+        ),
+        v(
+            "R152 referrer annotations",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "/referrers/") && r.status == 200 {
+                    edit_json(r, |v| {
+                        for m in v["manifests"].as_array_mut().into_iter().flatten() {
+                            m.as_object_mut().unwrap().remove("annotations");
+                        }
+                    });
+                }
+            },
+            "artifacts-with-subject/referrers",
+            "expected to contain",
+        ),
+        v(
+            "R149 referrer artifactType",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "/referrers/") && r.status == 200 {
+                    edit_json(r, |v| {
+                        for m in v["manifests"].as_array_mut().into_iter().flatten() {
+                            m["artifactType"] = "application/x-other".into();
+                        }
+                    });
+                }
+            },
+            "artifacts-with-subject/referrers",
+            "artifactType",
+        ),
+        v(
+            "R190 referrers complete",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "/referrers/") && r.status == 200 {
+                    edit_json(r, |v| {
+                        if let Some(m) = v["manifests"].as_array_mut() {
+                            m.pop();
+                        }
+                    });
+                }
+            },
+            "artifacts-with-subject/referrers",
+            "",
+        ),
+        v(
+            "R119 OCI-Subject",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "PUT", "/manifests/") && r.status == 201 {
+                    r.headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("oci-subject"));
+                }
+            },
+            "artifacts-with-subject/push",
+            "OCI-Subject",
+        ),
+        v(
+            "R75 out-of-order chunk",
+            &["sha256 blobs/chunked out-of-order"],
+            |q, r| {
+                if is(q, "PATCH", "/blobs/uploads/") && r.status == 416 {
+                    r.status = 202;
+                }
+            },
+            "sha256 blobs/chunked out-of-order",
+            "",
+        ),
+        v(
+            "R44 MANIFEST_BLOB_UNKNOWN",
+            &["extra/manifests"],
+            |q, r| {
+                if is(q, "PUT", "/manifests/") && r.status == 404 {
+                    r.body = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"x"}]}"#.to_vec();
+                }
+            },
+            "extra/manifests/dangling reference",
+            "MANIFEST_BLOB_UNKNOWN",
+        ),
+        v(
+            "R146 referrers of an invalid digest",
+            &["empty", "extra/referrers"],
+            |q, r| {
+                if is(q, "GET", "/referrers/") && r.status == 400 {
+                    r.status = 404;
+                }
+            },
+            "extra/referrers/invalid digest",
+            "got 404",
+        ),
+        v(
+            "R151 index referrer with an artifactType",
+            &["empty", "extra/referrers"],
+            |q, r| {
+                if is(q, "GET", "/referrers/") && r.status == 200 {
+                    edit_json(r, |v| {
+                        for m in v["manifests"].as_array_mut().into_iter().flatten() {
+                            if m["mediaType"] == "application/vnd.oci.image.index.v1+json" {
+                                m["artifactType"] = "application/x-invented".into();
+                            }
+                        }
+                    });
+                }
+            },
+            "extra/referrers/index without artifactType",
+            "",
+        ),
+        v(
+            "R153 referrers of a subject without any",
+            &["empty"],
+            |q, r| {
+                if is(q, "GET", "/referrers/") && r.status == 200 {
+                    edit_json(r, |v| {
+                        v["manifests"] = serde_json::json!([{
+                            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                            "digest": ZEROS,
+                            "size": 1
+                        }]);
+                    });
+                }
+            },
+            "empty/referrers",
+            "",
+        ),
+        v(
+            "R157 silent filtering",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "artifactType=") && r.status == 200 {
+                    r.headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("oci-filters-applied"));
+                }
+            },
+            "artifacts-with-subject/referrers",
+            "",
+        ),
+        v(
+            "R133 tag list n",
+            &["extra/tag listing"],
+            |q, r| {
+                if is(q, "GET", "/tags/list?n=3") && r.status == 200 {
+                    edit_json(r, |v| {
+                        if let Some(t) = v["tags"].as_array_mut() {
+                            t.push("zzz-extra".into());
+                        }
+                    });
+                }
+            },
+            "extra/tag listing/n",
+            "",
+        ),
+        v(
+            "R137 n=0 with a Link",
+            &["extra/tag listing"],
+            |q, r| {
+                if is(q, "GET", "/tags/list?n=0") && r.status == 200 {
+                    set_header(r, "Link", "</v2/x/tags/list?n=1>; rel=\"next\"");
+                }
+            },
+            "extra/tag listing/n=0",
+            "Link",
+        ),
+        v(
+            "R129 tag order",
+            &["extra/tag listing"],
+            |q, r| {
+                if is(q, "GET", "/tags/list") && r.status == 200 {
+                    edit_json(r, |v| {
+                        if let Some(t) = v["tags"].as_array_mut() {
+                            t.reverse();
+                        }
+                    });
+                }
+            },
+            "extra/tag listing/order",
+            "order",
+        ),
+        v(
+            "R141 last is exclusive",
+            &["extra/tag listing"],
+            |q, r| {
+                if is(q, "GET", "last=") && r.status == 200 {
+                    let last = q
+                        .path
+                        .split("last=")
+                        .nth(1)
+                        .unwrap_or("")
+                        .split('&')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    edit_json(r, |v| {
+                        if let Some(t) = v["tags"].as_array_mut() {
+                            t.insert(0, last.into());
+                        }
+                    });
+                }
+            },
+            "extra/tag listing/last and n",
+            "",
+        ),
+        v(
+            "R135 Link form",
+            &["extra/tag listing"],
+            |q, r| {
+                if is(q, "GET", "/tags/list?n=") && r.status == 200 && r.get("link").is_some() {
+                    set_header(r, "Link", "/v2/x/tags/list?n=2&last=b");
+                }
+            },
+            "extra/tag listing/pagination",
+            "Link",
+        ),
+    ]
+}
+
+/// Runs the tests matching `filter` of pack `version` through `addr`.
+fn run_matrix(
+    addr: &str,
+    filter: &[&str],
+    version: &str,
+) -> (std::process::Output, serde_json::Value) {
+    let out = TempDir::new("matrix");
+    let mut args = vec![
+        "run",
+        "-q",
+        "--results-dir",
+        out.0.to_str().unwrap(),
+        "--spec-version",
+        version,
+    ];
+    for f in filter {
+        args.extend(["--filter", f]);
+    }
+    let o = cli(&args, &[("OCI_REGISTRY", addr), ("OCI_TLS", "disabled")]);
+    let r = results(&out.0);
+    (o, r)
+}
+
+/// Runs each violation through a proxy in front of a real registry and lists those the suite
+/// missed (no FAIL where expected, or a reason that does not say what was wrong).
+fn missed(violations: Vec<Violation>) -> Vec<String> {
+    let reg = if violations.iter().any(|v| v.ferro) {
+        Registry::ferro()
+    } else {
+        Registry::docker()
+    };
+    let current: Arc<Mutex<Option<Alter>>> = Arc::default();
+    let pick = current.clone();
+    let proxy = FakeServer::proxy(&reg.addr, move |req, mut resp| {
+        if let Some(alter) = *pick.lock().unwrap() {
+            alter(req, &mut resp);
+        }
+        Action::Respond(resp)
+    });
+    let mut missed = Vec::new();
+    let only = std::env::var("MATRIX_ONLY").unwrap_or_default();
+    let violations: Vec<Violation> = violations
+        .into_iter()
+        .filter(|v| v.row.contains(&only))
+        .collect();
+    // Without a violation, none of the tests a violation must fail fails: a FAIL under a
+    // violation is then the violation's doing.
+    let mut baselines: Vec<(&[&str], &str)> = Vec::new();
+    for v in &violations {
+        if !baselines.contains(&(v.filter, v.version)) {
+            baselines.push((v.filter, v.version));
+        }
+    }
+    for (filter, version) in baselines {
+        *current.lock().unwrap() = None;
+        let r = run_matrix(&proxy.addr, filter, version).1;
+        for v in violations
+            .iter()
+            .filter(|v| v.filter == filter && v.version == version)
+        {
+            for t in r["tests"].as_array().unwrap() {
+                let id = t["id"].as_str().unwrap();
+                if id.starts_with(v.test) && t["status"] == "FAIL" {
+                    missed.push(format!(
+                        "{}: {id} fails without the violation: {}",
+                        v.row, t["reason"]
+                    ));
+                }
+            }
+        }
+    }
+    for v in violations {
+        *current.lock().unwrap() = Some(v.alter);
+        let (o, r) = run_matrix(&proxy.addr, v.filter, v.version);
+        if std::env::var("MATRIX_DEBUG").is_ok() {
+            eprintln!("{}", common::text(&o));
+        }
+        let fails: Vec<(String, String)> = r["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["status"] == "FAIL" && t["id"].as_str().unwrap().starts_with(v.test))
+            .map(|t| {
+                (
+                    t["id"].as_str().unwrap().to_string(),
+                    t["reason"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let caught =
+            o.status.code() == Some(4) && fails.iter().any(|(_, why)| why.contains(v.because));
+        eprintln!("{}: {:?}", v.row, fails.first());
+        if std::env::var("MATRIX_DEBUG").is_ok() {
+            for t in r["tests"].as_array().unwrap() {
+                if t["id"].as_str().unwrap().starts_with(v.test) {
+                    eprintln!("   {} {} {}", t["id"], t["status"], t["reason"]);
+                }
+            }
+        }
+        if !caught {
+            missed.push(format!("{} ({}): {fails:?}", v.row, v.test));
+        }
+    }
+    missed
+}
+
+#[test]
+fn every_injected_violation_fails_a_test_on_docker_registry() {
+    let missed = missed(violations());
+    assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
+}
+
+#[test]
+fn every_injected_referrers_violation_fails_a_test_on_ferro() {
+    let missed = missed(ferro_violations());
+    assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
 }
