@@ -558,6 +558,143 @@ fn violations() -> Vec<Violation> {
                 "Content-Length",
             )
         },
+        v(
+            "R42 manifest with a missing subject",
+            &["missing-subject"],
+            |q, r| {
+                if is(q, "PUT", "/manifests/") && r.status == 201 {
+                    r.status = 400;
+                    r.body = br#"{"errors":[{"code":"MANIFEST_INVALID","message":"no subject"}]}"#
+                        .to_vec();
+                }
+            },
+            "missing-subject/push/manifest-by-digest",
+            "got 400",
+        ),
+        v(
+            "R70 PATCH status",
+            &["sha256 blobs/stream"],
+            |q, r| {
+                if is(q, "PATCH", "/blobs/uploads/") && r.status == 202 {
+                    r.status = 204;
+                }
+            },
+            "sha256 blobs/stream",
+            "got 204",
+        ),
+        v(
+            "R71 PATCH Location",
+            &["sha256 blobs/chunked multi"],
+            |q, r| {
+                if is(q, "PATCH", "/blobs/uploads/") && r.status == 202 {
+                    r.headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("location"));
+                }
+            },
+            "sha256 blobs/chunked multi",
+            "Location",
+        ),
+        v(
+            "R80 closing PUT Location",
+            &["sha256 blobs/chunked single"],
+            |q, r| {
+                if is(q, "PUT", "/blobs/uploads/") && r.status == 201 {
+                    set_header(
+                        r,
+                        "Location",
+                        &format!("/v2/conformance/repo1/blobs/{ZEROS}"),
+                    );
+                }
+            },
+            "sha256 blobs/chunked single",
+            "",
+        ),
+        v(
+            "R83 upload status Location",
+            &["extra/uploads"],
+            |q, r| {
+                if is(q, "GET", "/blobs/uploads/") && r.status == 204 {
+                    r.headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("location"));
+                }
+            },
+            "extra/uploads/status after each chunk",
+            "Location",
+        ),
+        v(
+            "R90 mount status",
+            &["sha256 blobs/mount"],
+            |q, r| {
+                if is(q, "POST", "mount=") && r.status == 201 {
+                    r.status = 200;
+                }
+            },
+            "sha256 blobs/mount",
+            "got 200",
+        ),
+        v(
+            "R107 manifest PUT Location",
+            &["image"],
+            |q, r| {
+                if is(q, "PUT", "/manifests/") && r.status == 201 {
+                    r.headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("location"));
+                }
+            },
+            "image/push/manifest-by-digest",
+            "Location",
+        ),
+        v(
+            "R197 errors envelope",
+            &["extra/error bodies"],
+            |_, r| {
+                if r.status == 404 && !r.body.is_empty() {
+                    r.body = br#"{"error":"not found"}"#.to_vec();
+                }
+            },
+            "extra/error bodies/unknown blob",
+            "",
+        ),
+        v(
+            "R198 code grammar",
+            &["extra/error bodies"],
+            |_, r| {
+                if r.status == 404 {
+                    edit_json(r, |v| {
+                        for e in v["errors"].as_array_mut().into_iter().flatten() {
+                            e["code"] = e["code"].as_str().unwrap_or("").to_lowercase().into();
+                        }
+                    });
+                }
+            },
+            "extra/error bodies/unknown blob",
+            "",
+        ),
+        v(
+            "R206 Warning too long",
+            &["ping"],
+            |_, r| {
+                r.headers
+                    .push(("Warning".into(), format!("299 - \"{}\"", "w".repeat(5000))));
+            },
+            "ping",
+            "Warning",
+        ),
+        Violation {
+            version: "dev",
+            ..v(
+                "R30 blob GET digest header (dev)",
+                &["sha256 blobs/post+put"],
+                |q, r| {
+                    if is(q, "GET", "/blobs/sha256:") && r.status == 200 {
+                        r.headers
+                            .retain(|(k, _)| !k.eq_ignore_ascii_case("docker-content-digest"));
+                    }
+                },
+                "sha256 blobs/post+put/blob-get",
+                "Docker-Content-Digest",
+            )
+        },
     ]
 }
 
@@ -807,6 +944,62 @@ fn ferro_violations() -> Vec<Violation> {
                 }
             },
             "extra/tag listing/pagination",
+            "Link",
+        ),
+        v(
+            "R59 monolithic POST status",
+            &["sha256 blobs/post only"],
+            |q, r| {
+                if is(q, "POST", "/blobs/uploads/") && r.status == 201 {
+                    r.status = 200;
+                }
+            },
+            "sha256 blobs/post only",
+            "got 200",
+        ),
+        v(
+            "R145 referrers 404 from a registry that supports them",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "/referrers/")
+                    && r.status == 200
+                    && !q.path.contains("artifactType")
+                {
+                    edit_json(r, |v| {
+                        if v["manifests"].as_array().is_some_and(|m| !m.is_empty()) {
+                            *v = serde_json::json!({"errors": [{"code": "NAME_UNKNOWN", "message": "x"}]});
+                        }
+                    });
+                    if !r.body.starts_with(b"{\"manifests") && r.body.starts_with(b"{\"errors") {
+                        r.status = 404;
+                    }
+                }
+            },
+            "artifacts-with-subject/referrers",
+            "",
+        ),
+        v(
+            "R147 referrers body",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "/referrers/") && r.status == 200 {
+                    edit_json(r, |v| {
+                        v["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+                    });
+                }
+            },
+            "artifacts-with-subject/referrers",
+            "mediaType",
+        ),
+        v(
+            "R155 referrers Link form",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "/referrers/") && r.status == 200 {
+                    set_header(r, "Link", "/v2/x/referrers/sha256:00?page=2");
+                }
+            },
+            "artifacts-with-subject/referrers",
             "Link",
         ),
     ]
