@@ -695,6 +695,29 @@ fn violations() -> Vec<Violation> {
                 "Docker-Content-Digest",
             )
         },
+        v(
+            "R20 manifest GET status",
+            &["image"],
+            |q, r| {
+                if is(q, "GET", "/manifests/") && r.status == 200 {
+                    r.status = 203;
+                }
+            },
+            // the push reads the manifest back
+            "image/push/manifest-by-digest",
+            "got 203",
+        ),
+        v(
+            "R172 blob DELETE refused with 403",
+            &["sha256 blobs/post+put"],
+            |q, r| {
+                if is(q, "DELETE", "/blobs/") && r.status == 202 {
+                    r.status = 403;
+                }
+            },
+            "sha256 blobs/post+put/blob-delete",
+            "got 403",
+        ),
     ]
 }
 
@@ -1001,6 +1024,57 @@ fn ferro_violations() -> Vec<Violation> {
             },
             "artifacts-with-subject/referrers",
             "Link",
+        ),
+        v(
+            "R136 n=0 lists tags",
+            &["extra/tag listing"],
+            |q, r| {
+                if is(q, "GET", "/tags/list?n=0") && r.status == 200 {
+                    edit_json(r, |v| v["tags"] = serde_json::json!(["a"]));
+                }
+            },
+            "extra/tag listing/n=0",
+            "n=0 returned tags",
+        ),
+        v(
+            "R138 n results in order",
+            &["extra/tag listing"],
+            |q, r| {
+                if is(q, "GET", "/tags/list?n=3") && r.status == 200 {
+                    edit_json(r, |v| {
+                        if let Some(t) = v["tags"].as_array_mut() {
+                            t.reverse();
+                        }
+                    });
+                }
+            },
+            "extra/tag listing/n",
+            "in order",
+        ),
+        v(
+            "R144 referrers status",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "/referrers/")
+                    && r.status == 200
+                    && !q.path.contains("artifactType")
+                {
+                    r.status = 500;
+                }
+            },
+            "artifacts-with-subject/referrers",
+            "got 500",
+        ),
+        v(
+            "R165 tag DELETE refused with 403",
+            &["image"],
+            |q, r| {
+                if is(q, "DELETE", "/manifests/image") && matches!(r.status, 202 | 400 | 405) {
+                    r.status = 403;
+                }
+            },
+            "image/delete/tag-delete",
+            "got 403",
         ),
     ]
 }
