@@ -282,6 +282,8 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
             connections: usize::try_from(config.parallel).unwrap_or(usize::MAX),
             registry: config.base_url(),
             min_rate: crate::http::MIN_RATE,
+            // Answers are at most the content the run pushed (tag lists and errors are small).
+            max_unannounced: plan.store.largest().saturating_mul(2).max(256 << 20),
         },
         redactor.clone(),
     )

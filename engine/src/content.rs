@@ -441,6 +441,14 @@ impl Store {
         self.items.read().ok()?.get(id).cloned()
     }
 
+    /// Length of the largest item.
+    pub fn largest(&self) -> u64 {
+        self.items
+            .read()
+            .map(|m| m.values().map(Content::len).max().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     /// Remembers the digest of a whole item, computed elsewhere (when it was generated).
     pub fn remember(&self, id: &str, alg: &str, digest: &str) {
         if let Ok(mut m) = self.digests.write() {

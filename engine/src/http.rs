@@ -62,6 +62,28 @@ pub struct ClientConfig {
     /// The slowest body transfer accepted, in bytes per second beyond the timeout
     /// (normally [`MIN_RATE`]).
     pub min_rate: u64,
+    /// The longest answer body without a `Content-Length` read before giving up (an endless
+    /// stream would otherwise keep up any rate forever).
+    pub max_unannounced: u64,
+}
+
+impl Default for ClientConfig {
+    /// The official defaults (30 s, TLS verified, anonymous), one connection, no limits beyond
+    /// the rate floor.
+    fn default() -> Self {
+        ClientConfig {
+            timeout: Duration::from_secs(30),
+            tls: Tls::Enabled,
+            ca_file: None,
+            username: String::new(),
+            password: Secret::new(""),
+            cache_auth: true,
+            connections: 1,
+            registry: String::new(),
+            min_rate: MIN_RATE,
+            max_unannounced: u64::MAX,
+        }
+    }
 }
 
 /// A request body.
@@ -677,6 +699,14 @@ impl Client {
                     let allowed = self.body_allowance(size);
                     if body_start.elapsed() > allowed {
                         out.body_error = Some(self.slow_body(&out, body_start, allowed));
+                        break;
+                    }
+                    if announced.is_none() && out.body_len > self.cfg.max_unannounced {
+                        out.body_error = Some(format!(
+                            "the body goes on without a Content-Length past {} bytes (more \
+                             than twice the largest content of the run): given up",
+                            self.cfg.max_unannounced
+                        ));
                         break;
                     }
                 }

@@ -1160,13 +1160,8 @@ mod tests {
             ClientConfig {
                 timeout: Duration::from_secs(5),
                 tls: crate::config::Tls::Disabled,
-                ca_file: None,
-                username: String::new(),
-                password: crate::redact::Secret::new(""),
-                cache_auth: true,
                 connections: parallel,
-                registry: String::new(),
-                min_rate: crate::http::MIN_RATE,
+                ..ClientConfig::default()
             },
             crate::redact::Redactor::default(),
         )

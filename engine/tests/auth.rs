@@ -353,13 +353,10 @@ fn client(cache: bool) -> oci_conform::http::Client {
         oci_conform::http::ClientConfig {
             timeout: Duration::from_secs(5),
             tls: oci_conform::config::Tls::Disabled,
-            ca_file: None,
             username: USER.into(),
             password: oci_conform::redact::Secret::new(PASSWORD),
             cache_auth: cache,
-            connections: 1,
-            registry: String::new(),
-            min_rate: oci_conform::http::MIN_RATE,
+            ..Default::default()
         },
         oci_conform::redact::Redactor::default(),
     )

@@ -449,14 +449,9 @@ fn a_registry_that_reads_an_upload_too_slowly_fails_it_in_the_time_its_size_allo
         oci_conform::http::ClientConfig {
             timeout: Duration::from_secs(1),
             tls: oci_conform::config::Tls::Disabled,
-            ca_file: None,
-            username: String::new(),
-            password: oci_conform::redact::Secret::new(""),
-            cache_auth: false,
-            connections: 1,
-            registry: String::new(),
             // 32 MiB at 16 MiB/s: 2 s beyond the timeout.
             min_rate: 16 << 20,
+            ..Default::default()
         },
         oci_conform::redact::Redactor::default(),
     )
@@ -479,5 +474,34 @@ fn a_registry_that_reads_an_upload_too_slowly_fails_it_in_the_time_its_size_allo
     assert!(
         took >= Duration::from_secs(3) && took < Duration::from_secs(8),
         "{took:?}"
+    );
+}
+
+#[test]
+fn an_answer_that_never_ends_is_given_up() {
+    let server = FakeServer::start(|_| Action::Endless);
+    let client = oci_conform::http::Client::new(
+        oci_conform::http::ClientConfig {
+            tls: oci_conform::config::Tls::Disabled,
+            max_unannounced: 8 << 20,
+            ..Default::default()
+        },
+        oci_conform::redact::Redactor::default(),
+    )
+    .unwrap();
+    let req = oci_conform::http::Request {
+        method: "GET".into(),
+        url: format!("http://{}/v2/endless/tags/list", server.addr),
+        ..Default::default()
+    };
+    let resp = client
+        .send(&req, &oci_conform::http::Recv::default())
+        .result
+        .expect("an answer");
+    assert_eq!(resp.status, 200);
+    let why = resp.body_error.expect("the body is given up");
+    assert!(
+        why.starts_with("the body goes on without a Content-Length past 8388608 bytes"),
+        "{why}"
     );
 }

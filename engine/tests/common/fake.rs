@@ -86,6 +86,8 @@ pub enum Action {
     /// Send headers announcing a longer body and part of it, then nothing more (until the
     /// client gives up).
     Stall(Resp, usize),
+    /// Send headers without a length, then a chunked body that never ends.
+    Endless,
     /// Send headers, then the body one byte per interval (each byte resets the client's
     /// inactivity timeout).
     Trickle(Resp, Duration),
@@ -279,6 +281,12 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(50));
                 }
+                return;
+            }
+            Action::Endless => {
+                let _ = out.write_all(b"HTTP/1.1 200 X\r\nTransfer-Encoding: chunked\r\n\r\n");
+                let chunk = [b"10000\r\n".as_slice(), &[b'z'; 0x10000], b"\r\n"].concat();
+                while !stop.load(Ordering::Relaxed) && out.write_all(&chunk).is_ok() {}
                 return;
             }
             Action::Trickle(r, every) => {
