@@ -383,6 +383,9 @@ pub struct Client {
     prefetch: AtomicBool,
     /// Requests in a row that timed out without an answer (reset by any answer).
     silent: AtomicUsize,
+    /// Whether plain-HTTP HEADs go over their own connection, read byte for byte (not when a
+    /// proxy from the environment would carry them).
+    raw_heads: bool,
 }
 
 impl Client {
@@ -421,6 +424,9 @@ impl Client {
             bearer: Mutex::new(None),
             prefetch: AtomicBool::new(true),
             silent: AtomicUsize::new(0),
+            raw_heads: !["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty())),
         })
     }
 
@@ -582,10 +588,15 @@ impl Client {
         // connection with an RST that destroys the answer before it is read.
         let silent = self.silent.load(Ordering::Relaxed);
         let body_time = self.body_allowance(body.len());
-        let sent = if silent >= GIVE_UP_AFTER {
+        let raw_head = method == "HEAD" && self.raw_heads && url.starts_with("http://");
+        let outcome = if silent >= GIVE_UP_AFTER {
             Ok(Err(None))
+        } else if raw_head {
+            Ok(Ok(None))
         } else if body.is_empty() && !chunked {
-            builder.body(()).map(|r| self.agent.run(r).map_err(Some))
+            builder
+                .body(())
+                .map(|r| self.agent.run(r).map(Some).map_err(Some))
         } else {
             builder
                 .body(ureq::SendBody::from_owned_reader(body.reader()))
@@ -595,10 +606,10 @@ impl Client {
                         .configure_request(r)
                         .timeout_send_body(Some(body_time))
                         .build();
-                    self.agent.run(r).map_err(Some)
+                    self.agent.run(r).map(Some).map_err(Some)
                 })
         };
-        let result = match sent {
+        let result = match outcome {
             Err(e) => Err(HttpError::Request(e.to_string())),
             Ok(Err(None)) => Err(HttpError::Unresponsive(
                 GIVE_UP_AFTER,
@@ -608,7 +619,8 @@ impl Client {
                 HttpError::SlowBody(body.len(), body_time.as_secs(), self.cfg.min_rate),
             ),
             Ok(Err(Some(e))) => Err(self.map_error(e)),
-            Ok(Ok(resp)) => Ok(self.read(resp, url, method, recv, start)),
+            Ok(Ok(Some(resp))) => Ok(self.read(resp, url, method, recv, start)),
+            Ok(Ok(None)) => self.raw_head(url, &sent, start),
         };
         match &result {
             Err(HttpError::Timeout(_)) => {
@@ -646,6 +658,134 @@ impl Client {
             }
         }
         (result, ex)
+    }
+
+    /// A HEAD over plain HTTP on a connection of its own (`Connection: close`), read byte for
+    /// byte: through ureq a body sent with a HEAD answer is dropped, or left on the connection
+    /// to corrupt the next answer, so this is the only way to see it (RFC 9110 §9.3.2: a HEAD
+    /// answer has no content).
+    fn raw_head(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        start: Instant,
+    ) -> Result<Response, HttpError> {
+        use std::io::Write;
+        use std::net::ToSocketAddrs;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| HttpError::Request(format!("bad URL: {e}")))?;
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let host = uri.host().unwrap_or_default();
+        let port = uri.port_u16().unwrap_or(80);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let t = self.cfg.timeout;
+        let timeout = || HttpError::Timeout(t.as_secs());
+        let addrs: Vec<_> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| HttpError::Connect(format!("{host}: {e}")))?
+            .collect();
+        let mut last = HttpError::Connect(format!("{host}: no address"));
+        let mut stream = None;
+        for a in &addrs {
+            match std::net::TcpStream::connect_timeout(a, t) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => last = timeout(),
+                Err(e) => last = HttpError::Connect(e.to_string()),
+            }
+        }
+        let mut stream = stream.ok_or(last)?;
+        let _ = stream.set_nodelay(true);
+        let mut head = format!(
+            "HEAD {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: oci-conform/{}\r\n\
+             Connection: close\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream
+            .set_write_timeout(Some(t))
+            .and_then(|()| stream.write_all(head.as_bytes()))
+            .map_err(|e| self.io_error(&e))?;
+        // The answer's head, within the timeout in all.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let left = t.saturating_sub(start.elapsed());
+            if left.is_zero() || buf.len() > 1 << 20 {
+                return Err(timeout());
+            }
+            let _ = stream.set_read_timeout(Some(left));
+            match stream.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(HttpError::Transport(
+                        "the connection was closed before an answer".into(),
+                    ))
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io_error(&e)),
+            }
+        };
+        let text = String::from_utf8_lossy(&buf[..end - 4]).into_owned();
+        let mut lines = text.split("\r\n");
+        let status = lines
+            .next()
+            .filter(|l| l.starts_with("HTTP/"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| {
+                HttpError::Transport(format!(
+                    "protocol: not an HTTP answer: {}",
+                    self.redactor
+                        .scrub(&String::from_utf8_lossy(&buf[..end.min(200)]))
+                ))
+            })?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (canonical_header(k.trim()), v.trim().to_string()))
+            .collect();
+        // Whatever comes after the head, until the server closes (it was asked to) or is
+        // quiet for a moment, is a body the answer must not have.
+        let mut extra = (buf.len() - end) as u64;
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        while extra < 1 << 20 {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => extra += n as u64,
+            }
+        }
+        Ok(Response {
+            status,
+            headers,
+            url: url.to_string(),
+            body_error: (extra > 0).then(|| {
+                format!(
+                    "the answer to a HEAD carries a body ({extra} bytes after the headers); \
+                     a HEAD answer has none (RFC 9110 §9.3.2)"
+                )
+            }),
+            elapsed: start.elapsed(),
+            ..Response::default()
+        })
+    }
+
+    /// A transport error of the raw HEAD connection.
+    fn io_error(&self, e: &std::io::Error) -> HttpError {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::TimedOut | K::WouldBlock => HttpError::Timeout(self.cfg.timeout.as_secs()),
+            K::ConnectionRefused => HttpError::Connect(e.to_string()),
+            _ => HttpError::Transport(self.redactor.scrub(&e.to_string())),
+        }
     }
 
     fn read(

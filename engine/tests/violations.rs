@@ -157,6 +157,9 @@ fn edit_json(resp: &mut Resp, f: impl FnOnce(&mut serde_json::Value)) {
     }
 }
 
+/// A header an alteration sets to have the answer's body sent even to a HEAD.
+const BODY_ON_HEAD: &str = "x-test-body-on-head";
+
 const ZEROS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
 fn violations() -> Vec<Violation> {
@@ -409,6 +412,22 @@ fn violations() -> Vec<Violation> {
             },
             "image/delete/manifest-delete-atomic",
             "",
+        ),
+        v(
+            "HEAD answer with a body (RFC 9110)",
+            &["image"],
+            |q, r| {
+                if is(q, "HEAD", "/manifests/sha256:") && r.status == 200 {
+                    let len = r
+                        .get("content-length")
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(0);
+                    r.body = vec![b' '; len];
+                    set_header(r, BODY_ON_HEAD, "1");
+                }
+            },
+            "image/head/manifest-head-by-digest",
+            "the answer to a HEAD carries a body",
         ),
         v(
             "R36 HEAD of a manifest",
@@ -1115,6 +1134,9 @@ fn missed(violations: Vec<Violation>) -> Vec<String> {
     let proxy = FakeServer::proxy(&reg.addr, move |req, mut resp| {
         if let Some(alter) = *pick.lock().unwrap() {
             alter(req, &mut resp);
+        }
+        if resp.get(BODY_ON_HEAD).is_some() {
+            return Action::BodyOnHead(resp.without(BODY_ON_HEAD));
         }
         Action::Respond(resp)
     });

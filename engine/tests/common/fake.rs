@@ -88,6 +88,9 @@ pub enum Action {
     Stall(Resp, usize),
     /// Send headers without a length, then a chunked body that never ends.
     Endless,
+    /// Answer normally, but send the body even to a HEAD (which must not carry one), keeping
+    /// the connection open.
+    BodyOnHead(Resp),
     /// Send headers, then the body one byte per interval (each byte resets the client's
     /// inactivity timeout).
     Trickle(Resp, Duration),
@@ -258,6 +261,11 @@ fn serve(stream: TcpStream, handler: &Handler, seen: &Mutex<Vec<Req>>, stop: &At
         match action {
             Action::Respond(r) => {
                 if write_response(&mut out, &r, head_only).is_err() {
+                    return;
+                }
+            }
+            Action::BodyOnHead(r) => {
+                if write_response(&mut out, &r, false).is_err() {
                     return;
                 }
             }
