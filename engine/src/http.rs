@@ -26,6 +26,7 @@ use crate::config::Tls;
 use crate::content::{Content, StreamDigests};
 use crate::redact::{is_sensitive_header, Redactor, Secret, MASK};
 use crate::template::{encode_component, resolve_url};
+use crate::tls;
 
 /// Bytes of a response body kept in memory for checks and reports (the rest is only hashed).
 pub const DEFAULT_KEEP: u64 = 8 << 20;
@@ -410,7 +411,7 @@ impl Client {
             .accept("")
             .max_idle_connections_per_host(cfg.connections.max(64))
             .max_idle_connections(cfg.connections.max(64));
-        builder = builder.tls_config(tls_config(&cfg)?);
+        builder = builder.tls_config(tls::config(cfg.tls, cfg.ca_file.as_deref())?);
         Ok(Client {
             agent: ureq::Agent::with_parts(
                 builder.build(),
@@ -583,44 +584,15 @@ impl Client {
                 )
             })
             .collect();
-        // A request without a body is sent without one: a reader body, even empty, would go
-        // out chunked, and a server that does not read bodies on GET may then close the
-        // connection with an RST that destroys the answer before it is read.
-        let silent = self.silent.load(Ordering::Relaxed);
-        let body_time = self.body_allowance(body.len());
-        let raw_head = method == "HEAD" && self.raw_heads && url.starts_with("http://");
-        let outcome = if silent >= GIVE_UP_AFTER {
-            Ok(Err(None))
-        } else if raw_head {
-            Ok(Ok(None))
-        } else if body.is_empty() && !chunked {
-            builder
-                .body(())
-                .map(|r| self.agent.run(r).map(Some).map_err(Some))
-        } else {
-            builder
-                .body(ureq::SendBody::from_owned_reader(body.reader()))
-                .map(|r| {
-                    let r = self
-                        .agent
-                        .configure_request(r)
-                        .timeout_send_body(Some(body_time))
-                        .build();
-                    self.agent.run(r).map(Some).map_err(Some)
-                })
-        };
-        let result = match outcome {
-            Err(e) => Err(HttpError::Request(e.to_string())),
-            Ok(Err(None)) => Err(HttpError::Unresponsive(
+        let result = if self.silent.load(Ordering::Relaxed) >= GIVE_UP_AFTER {
+            Err(HttpError::Unresponsive(
                 GIVE_UP_AFTER,
                 self.cfg.timeout.as_secs(),
-            )),
-            Ok(Err(Some(ureq::Error::Timeout(ureq::Timeout::SendBody)))) => Err(
-                HttpError::SlowBody(body.len(), body_time.as_secs(), self.cfg.min_rate),
-            ),
-            Ok(Err(Some(e))) => Err(self.map_error(e)),
-            Ok(Ok(Some(resp))) => Ok(self.read(resp, url, method, recv, start)),
-            Ok(Ok(None)) => self.raw_head(url, &sent, start),
+            ))
+        } else if method == "HEAD" && self.raw_heads && url.starts_with("http://") {
+            self.raw_head(url, &sent, start)
+        } else {
+            self.run_agent(builder, (method, url), body, chunked, recv, start)
         };
         match &result {
             Err(HttpError::Timeout(_)) => {
@@ -658,6 +630,46 @@ impl Client {
             }
         }
         (result, ex)
+    }
+
+    /// Sends a request through the shared agent and reads the answer.
+    fn run_agent(
+        &self,
+        builder: http::request::Builder,
+        (method, url): (&str, &str),
+        body: &ReqBody,
+        chunked: bool,
+        recv: &Recv,
+        start: Instant,
+    ) -> Result<Response, HttpError> {
+        let body_time = self.body_allowance(body.len());
+        // A request without a body is sent without one: a reader body, even empty, would go
+        // out chunked, and a server that does not read bodies on GET may then close the
+        // connection with an RST that destroys the answer before it is read.
+        let run = if body.is_empty() && !chunked {
+            builder.body(()).map(|r| self.agent.run(r))
+        } else {
+            builder
+                .body(ureq::SendBody::from_owned_reader(body.reader()))
+                .map(|r| {
+                    let r = self
+                        .agent
+                        .configure_request(r)
+                        .timeout_send_body(Some(body_time))
+                        .build();
+                    self.agent.run(r)
+                })
+        };
+        match run {
+            Err(e) => Err(HttpError::Request(e.to_string())),
+            Ok(Err(ureq::Error::Timeout(ureq::Timeout::SendBody))) => Err(HttpError::SlowBody(
+                body.len(),
+                body_time.as_secs(),
+                self.cfg.min_rate,
+            )),
+            Ok(Err(e)) => Err(self.map_error(e)),
+            Ok(Ok(resp)) => Ok(self.read(resp, url, method, recv, start)),
+        }
     }
 
     /// A HEAD over plain HTTP on a connection of its own (`Connection: close`), read byte for
@@ -872,10 +884,7 @@ impl Client {
 
     /// Why a body was given up while still arriving.
     fn slow_body(&self, so_far: &Response, start: Instant, allowed: Duration) -> String {
-        let of = so_far
-            .header("content-length")
-            .map(|n| format!(" of {}", n.trim()))
-            .unwrap_or_default();
+        let of = of_announced(so_far);
         format!(
             "the body came too slowly: {}{of} bytes in {:.1} s, more than the {:.1} s its size \
              allows (the request timeout plus 1 s per {} KiB)",
@@ -889,11 +898,7 @@ impl Client {
     /// Why a body could not be read to its end, with how far it got.
     fn body_failure(&self, e: &std::io::Error, so_far: &Response) -> String {
         use std::io::ErrorKind as K;
-        let of = so_far
-            .header("content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|n| format!(" of {n}"))
-            .unwrap_or_default();
+        let of = of_announced(so_far);
         let got = so_far.body_len;
         if e.kind() == K::TimedOut || e.to_string().contains("timeout") {
             let secs = self.cfg.timeout.as_secs();
@@ -925,9 +930,11 @@ impl Client {
             }
             ureq::Error::BadUri(m) => HttpError::Request(format!("bad URL: {m}")),
             ureq::Error::Http(h) => HttpError::Request(h.to_string()),
-            ureq::Error::Rustls(r) => HttpError::Tls(tls_reason(&r.to_string())),
-            ureq::Error::Tls(m) => HttpError::Tls(tls_reason(m)),
-            ureq::Error::Io(io) if is_tls_error(&io) => HttpError::Tls(tls_reason(&io.to_string())),
+            ureq::Error::Rustls(r) => HttpError::Tls(tls::reason(&r.to_string())),
+            ureq::Error::Tls(m) => HttpError::Tls(tls::reason(m)),
+            ureq::Error::Io(io) if tls::is_tls_error(&io) => {
+                HttpError::Tls(tls::reason(&io.to_string()))
+            }
             other => HttpError::Transport(self.redactor.scrub(&other.to_string())),
         }
     }
@@ -1231,96 +1238,12 @@ fn origin_of(url: &str) -> String {
     }
 }
 
-/// Whether an I/O error comes from the TLS layer (rustls reports through `io::Error`).
-fn is_tls_error(e: &std::io::Error) -> bool {
-    let text = e.to_string().to_ascii_lowercase();
-    e.kind() == std::io::ErrorKind::InvalidData
-        || [
-            "certificate",
-            "tls",
-            "handshake",
-            "corrupt message",
-            "alert",
-        ]
-        .iter()
-        .any(|w| text.contains(w))
-}
-
-/// A TLS failure with what the user can do about it.
-fn tls_reason(msg: &str) -> String {
-    let hint = if msg.contains("UnknownIssuer") || msg.contains("unknown issuer") {
-        " (the certificate is not signed by a trusted CA: set OCI_TLS_CA_FILE to the CA certificate, or OCI_TLS=insecure to skip verification)"
-    } else if msg.contains("NotValidForName") || msg.contains("not valid for name") {
-        " (the certificate does not name this host)"
-    } else if msg.contains("Expired") || msg.contains("expired") {
-        " (the certificate has expired)"
-    } else if msg.contains("InvalidContentType") || msg.contains("corrupt message") {
-        " (the server does not answer with TLS: if the registry serves plain HTTP, set OCI_TLS=disabled)"
-    } else {
-        ""
-    };
-    format!("{msg}{hint}")
-}
-
-/// The certificates of a PEM file (keys and other items are left out).
-fn pem_certificates(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
-    use ureq::tls::{parse_pem, PemItem};
-    parse_pem(pem)
-        .filter_map(Result::ok)
-        .filter_map(|i| match i {
-            PemItem::Certificate(c) => Some(c),
-            _ => None,
-        })
-        .collect()
-}
-
-fn tls_config(cfg: &ClientConfig) -> Result<ureq::tls::TlsConfig, String> {
-    use ureq::tls::{RootCerts, TlsConfig};
-    let mut b = TlsConfig::builder();
-    match cfg.tls {
-        Tls::Insecure => b = b.disable_verification(true),
-        Tls::Enabled | Tls::Disabled => {
-            let mut certs = Vec::new();
-            let mut files: Vec<std::path::PathBuf> = Vec::new();
-            if let Ok(f) = std::env::var("SSL_CERT_FILE") {
-                files.push(f.into());
-            }
-            files.extend(
-                [
-                    "/etc/ssl/certs/ca-certificates.crt",
-                    "/etc/pki/tls/certs/ca-bundle.crt",
-                    "/etc/ssl/cert.pem",
-                ]
-                .iter()
-                .map(std::path::PathBuf::from),
-            );
-            for f in files.iter().filter(|f| f.exists()).take(1) {
-                if let Ok(pem) = std::fs::read(f) {
-                    certs.extend(pem_certificates(&pem));
-                }
-            }
-            if let Some(ca) = &cfg.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| {
-                    format!(
-                        "cannot read CA file {} (tlsCAFile, OCI_TLS_CA_FILE): {e}",
-                        ca.display()
-                    )
-                })?;
-                let before = certs.len();
-                certs.extend(pem_certificates(&pem));
-                if certs.len() == before {
-                    return Err(format!(
-                        "CA file {} (tlsCAFile, OCI_TLS_CA_FILE) holds no PEM certificate",
-                        ca.display()
-                    ));
-                }
-            }
-            if !certs.is_empty() {
-                b = b.root_certs(RootCerts::new_with_certs(&certs));
-            }
-        }
-    }
-    Ok(b.build())
+/// ` of N` for an answer that announced N body bytes, else nothing.
+fn of_announced(resp: &Response) -> String {
+    resp.header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|n| format!(" of {n}"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

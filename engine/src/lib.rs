@@ -24,4 +24,5 @@ pub mod scenario;
 pub mod schedule;
 pub mod schema;
 pub mod template;
+pub mod tls;
 pub mod yaml;
