@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::fake::{Action, FakeServer, Resp};
 use common::registry::{htpasswd_auth, Options, Registry};
 use common::token::{TokenOptions, TokenServer, SERVICE};
-use common::{cli, reason, results, status_of, text, TempDir};
+use common::{reason, run_against, status_of, text, TempDir};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "c0rrect-h0rse";
@@ -23,24 +23,15 @@ fn run_auth_pack(
     out: &TempDir,
     env: &[(&str, &str)],
 ) -> (std::process::Output, serde_json::Value) {
-    let mut vars = vec![("OCI_REGISTRY", addr), ("OCI_TLS", "disabled")];
-    vars.extend_from_slice(env);
-    let o = cli(
-        &[
-            "run",
-            "--specs",
-            "engine/tests/packs",
-            "--spec-version",
-            "test-auth",
-            "--results-dir",
-            out.0.to_str().unwrap(),
-            "--seed",
-            "3",
-        ],
-        &vars,
-    );
-    let r = results(&out.0);
-    (o, r)
+    let args = [
+        "--specs",
+        "engine/tests/packs",
+        "--spec-version",
+        "test-auth",
+        "--seed",
+        "3",
+    ];
+    run_against(addr, &out.0, &args, env)
 }
 
 fn all_pass(r: &serde_json::Value) -> bool {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::fake::{Action, FakeServer, Resp};
 use common::registry::Registry;
-use common::{cli, reason, results, status_of, text, TempDir};
+use common::{reason, run_against, status_of, text, TempDir};
 
 const USER: &str = "bob";
 const PASSWORD: &str = "s3cond-s3cret";
@@ -92,19 +92,16 @@ fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
     let registry = faulty_registry(&storage.addr);
     let out = TempDir::new("faults");
     let t0 = Instant::now();
-    let o = cli(
+    let (o, r) = run_against(
+        &registry.addr,
+        &out.0,
         &[
-            "run",
             "--specs",
             "engine/tests/packs",
             "--spec-version",
             "test-faults",
-            "--results-dir",
-            out.0.to_str().unwrap(),
         ],
         &[
-            ("OCI_REGISTRY", &registry.addr),
-            ("OCI_TLS", "disabled"),
             ("OCI_REQUEST_TIMEOUT", "1"),
             ("OCI_USERNAME", USER),
             ("OCI_PASSWORD", PASSWORD),
@@ -117,7 +114,6 @@ fn a_misbehaving_registry_fails_each_case_with_its_reason_and_the_run_ends() {
     );
     assert_eq!(o.status.code(), Some(4), "{log}");
     assert!(!log.contains("panicked"), "{log}");
-    let r = results(&out.0);
 
     let expect = |id: &str, status: &str, fragments: &[&str]| {
         assert_eq!(status_of(&r, id), status, "{id}: {}", reason(&r, id));
@@ -237,12 +233,11 @@ fn run_shipped_pack(
     filters: &[&str],
 ) -> (std::process::Output, serde_json::Value, TempDir) {
     let out = TempDir::new("leftovers");
-    let mut args = vec!["run", "--results-dir", out.0.to_str().unwrap(), "-q"];
+    let mut args = vec!["-q"];
     for f in filters {
         args.extend(["--filter", f]);
     }
-    let o = cli(&args, &[("OCI_REGISTRY", addr), ("OCI_TLS", "disabled")]);
-    let r = results(&out.0);
+    let (o, r) = run_against(addr, &out.0, &args, &[]);
     (o, r, out)
 }
 
@@ -381,20 +376,11 @@ fn a_registry_that_stops_answering_ends_the_run_after_a_few_timeouts() {
     });
     let out = TempDir::new("dead");
     let t0 = Instant::now();
-    let o = cli(
-        &[
-            "run",
-            "--results-dir",
-            out.0.to_str().unwrap(),
-            "-q",
-            "-j",
-            "2",
-        ],
-        &[
-            ("OCI_REGISTRY", &dead.addr),
-            ("OCI_TLS", "disabled"),
-            ("OCI_REQUEST_TIMEOUT", "1"),
-        ],
+    let (o, r) = run_against(
+        &dead.addr,
+        &out.0,
+        &["-q", "-j", "2"],
+        &[("OCI_REQUEST_TIMEOUT", "1")],
     );
     let log = text(&o);
     assert!(
@@ -403,7 +389,6 @@ fn a_registry_that_stops_answering_ends_the_run_after_a_few_timeouts() {
     );
     assert_eq!(o.status.code(), Some(4), "{log}");
     assert!(!log.contains("panicked"), "{log}");
-    let r = results(&out.0);
     let tests = r["tests"].as_array().unwrap();
     let reasons = |fragment: &str| {
         tests

@@ -6,25 +6,13 @@
 mod common;
 
 use common::registry::Registry;
-use common::{cli, results, text, TempDir};
+use common::{run_against, text, TempDir};
 
 fn run(jobs: &str) -> serde_json::Value {
     let reg = Registry::docker();
     let out = TempDir::new(&format!("parallel-j{jobs}"));
-    let o = cli(
-        &[
-            "run",
-            "-q",
-            "-j",
-            jobs,
-            "--results-dir",
-            out.0.to_str().unwrap(),
-            "--seed",
-            "2026",
-        ],
-        &[("OCI_REGISTRY", &reg.addr), ("OCI_TLS", "disabled")],
-    );
-    let r = results(&out.0);
+    let args = ["-q", "-j", jobs, "--seed", "2026"];
+    let (o, r) = run_against(&reg.addr, &out.0, &args, &[]);
     assert_eq!(r["parallel"], jobs.parse::<u64>().unwrap(), "{}", text(&o));
     r
 }

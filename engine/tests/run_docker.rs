@@ -3,20 +3,10 @@
 mod common;
 
 use common::registry::Registry;
-use common::{cli, results, status_of, text, TempDir};
+use common::{run_against, status_of, text, TempDir};
 
 fn run(reg: &str, out: &TempDir, extra: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let mut args = vec![
-        "run",
-        "--results-dir",
-        out.0.to_str().unwrap(),
-        "--seed",
-        "42",
-    ];
-    args.extend_from_slice(extra);
-    let o = cli(&args, &[("OCI_REGISTRY", reg), ("OCI_TLS", "disabled")]);
-    let r = results(&out.0);
-    (o, r)
+    run_against(reg, &out.0, &[&["--seed", "42"], extra].concat(), &[])
 }
 
 #[test]

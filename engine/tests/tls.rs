@@ -9,27 +9,18 @@ use std::time::{Duration, Instant};
 use common::certs::self_signed_tls;
 use common::fake::{Action, FakeServer};
 use common::registry::{Options, Registry};
-use common::{cli, results, status_of, text, TempDir};
+use common::{cli, run_against, status_of, text, TempDir};
 
 /// Runs the `test-auth` pack (push, mount, pull, delete) against `addr` with `env`.
 fn run(addr: &str, env: &[(&str, &str)]) -> (std::process::Output, serde_json::Value) {
     let out = TempDir::new("tls");
-    let mut vars = vec![("OCI_REGISTRY", addr)];
-    vars.extend_from_slice(env);
-    let o = cli(
-        &[
-            "run",
-            "--specs",
-            "engine/tests/packs",
-            "--spec-version",
-            "test-auth",
-            "--results-dir",
-            out.0.to_str().unwrap(),
-        ],
-        &vars,
-    );
-    let r = results(&out.0);
-    (o, r)
+    let args = [
+        "--specs",
+        "engine/tests/packs",
+        "--spec-version",
+        "test-auth",
+    ];
+    run_against(addr, &out.0, &args, env)
 }
 
 fn ping_reason(r: &serde_json::Value) -> String {

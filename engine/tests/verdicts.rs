@@ -5,24 +5,12 @@
 mod common;
 
 use common::registry::Registry;
-use common::{cli, results, status_of, text, TempDir};
+use common::{run_against, status_of, text, TempDir};
 
 fn run(reg: &Registry, version: &str) -> serde_json::Value {
     let out = TempDir::new("verdicts");
-    let o = cli(
-        &[
-            "run",
-            "-q",
-            "--spec-version",
-            version,
-            "--results-dir",
-            out.0.to_str().unwrap(),
-            "--seed",
-            "2026",
-        ],
-        &[("OCI_REGISTRY", &reg.addr), ("OCI_TLS", "disabled")],
-    );
-    let r = results(&out.0);
+    let args = ["-q", "--spec-version", version, "--seed", "2026"];
+    let (o, r) = run_against(&reg.addr, &out.0, &args, &[]);
     assert_eq!(
         r["counts"]["Error"],
         0,

@@ -12,29 +12,19 @@ use std::sync::{Arc, Mutex};
 
 use common::fake::{Action, FakeServer, Req, Resp};
 use common::registry::Registry;
-use common::{cli, reason, results, status_of, TempDir};
+use common::{reason, run_against, status_of, TempDir};
 
 fn run_through(proxy: &FakeServer, filter: &str) -> serde_json::Value {
     let out = TempDir::new("viol");
-    let o = cli(
-        &[
-            "run",
-            "--results-dir",
-            out.0.to_str().unwrap(),
-            "--filter",
-            filter,
-            "--seed",
-            "7",
-        ],
-        &[("OCI_REGISTRY", &proxy.addr), ("OCI_TLS", "disabled")],
-    );
+    let args = ["--filter", filter, "--seed", "7"];
+    let (o, r) = run_against(&proxy.addr, &out.0, &args, &[]);
     assert_eq!(
         o.status.code(),
         Some(4),
         "a violation must exit with 4: {}",
         common::text(&o)
     );
-    results(&out.0)
+    r
 }
 
 #[test]
@@ -1105,20 +1095,11 @@ fn run_matrix(
     version: &str,
 ) -> (std::process::Output, serde_json::Value) {
     let out = TempDir::new("matrix");
-    let mut args = vec![
-        "run",
-        "-q",
-        "--results-dir",
-        out.0.to_str().unwrap(),
-        "--spec-version",
-        version,
-    ];
+    let mut args = vec!["-q", "--spec-version", version];
     for f in filter {
         args.extend(["--filter", f]);
     }
-    let o = cli(&args, &[("OCI_REGISTRY", addr), ("OCI_TLS", "disabled")]);
-    let r = results(&out.0);
-    (o, r)
+    run_against(addr, &out.0, &args, &[])
 }
 
 /// Runs each violation through a proxy in front of a real registry and lists those the suite

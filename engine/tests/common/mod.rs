@@ -69,6 +69,23 @@ pub fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run oci-conform")
 }
 
+/// Runs `oci-conform run ARGS` against `addr` (plain HTTP unless `env` sets `OCI_TLS`) with
+/// results in `out`: the process output and results.yaml.
+pub fn run_against(
+    addr: &str,
+    out: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Output, serde_json::Value) {
+    let mut all = vec!["run", "--results-dir", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let mut vars = vec![("OCI_REGISTRY", addr), ("OCI_TLS", "disabled")];
+    vars.extend_from_slice(env);
+    let o = cli(&all, &vars);
+    let r = results(out);
+    (o, r)
+}
+
 /// stdout + stderr as text.
 pub fn text(o: &Output) -> String {
     format!(
