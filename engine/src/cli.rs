@@ -1,4 +1,5 @@
-//! The command line: `run`, `list`, `lint` and `compare`.
+//! The command line: `run`, `list`, `lint`, `compare`, and the maintainers' `selftest` and
+//! `proxy`.
 //!
 //! Exit codes: 0 = no FAIL and no Error; 2 = bad input (flags, configuration, scenario or
 //! dataset files); 3 = runtime error (an Error result, or outputs could not be written);
@@ -6,7 +7,7 @@
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use indexmap::IndexMap;
@@ -14,15 +15,12 @@ use serde_json::{json, Value as J};
 
 use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
-use crate::expect::Schemas;
-use crate::http::{Client, ClientConfig};
 use crate::pack::{self, Pack};
 use crate::plan::{self, PlanKind};
-use crate::redact::{Redactor, Secret};
+use crate::redact::Redactor;
 use crate::report;
 use crate::report::progress::{Mode, Progress};
-use crate::results::{roll_up_apis, roll_up_data, RunResult, Status};
-use crate::run::Runner;
+use crate::results::Status;
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -61,6 +59,76 @@ enum Command {
     Lint(LintArgs),
     /// Show what changed between two results.yaml files, regressions first (exit 4 if any).
     Compare(CompareArgs),
+    /// Prove the suite: a baseline run, then one run per alteration (specs/alterations/)
+    /// through a proxy; every violation must be caught, every variant must pass (exit 4 if not).
+    Selftest(SelftestArgs),
+    /// Serve a registry through alterations, for any client (a maintainer's tool).
+    Proxy(ProxyArgs),
+}
+
+#[derive(Args, Debug)]
+struct SelftestArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Where to write selftest.yaml and the reports of rows that do not hold (OCI_RESULTS_DIR).
+    #[arg(long = "results-dir")]
+    results_dir: Option<String>,
+    /// Seconds a request may go without progress (OCI_REQUEST_TIMEOUT).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Tests that may run at once within each run (OCI_PARALLEL).
+    #[arg(short = 'j', long = "parallel")]
+    parallel: Option<u64>,
+    /// The registry under test, matched against the alterations' `targets`
+    /// (e.g. docker-registry, ferro-oci-server); alterations with targets apply only then.
+    #[arg(long)]
+    target: Option<String>,
+    /// Only these alterations (repeatable, or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// List the alterations and the requirement ids no violation breaks; run nothing.
+    #[arg(long)]
+    list: bool,
+    /// Alteration runs at the same time (each with its own repositories and seed).
+    #[arg(long, default_value_t = 4)]
+    runs: usize,
+    /// Seconds one run may take before its proxy cuts every connection.
+    #[arg(long = "run-timeout", default_value_t = 600)]
+    run_timeout: u64,
+    /// Write the reports of every run, not only of rows that do not hold.
+    #[arg(long)]
+    keep: bool,
+    /// Print only the table.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct ProxyArgs {
+    /// The registry: HOST:PORT (plain HTTP unless --tls says otherwise) or a URL.
+    #[arg(long)]
+    upstream: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    listen: String,
+    /// Alterations to apply, in order (repeatable, or comma-separated); none: pass through.
+    #[arg(long, value_delimiter = ',')]
+    apply: Vec<String>,
+    /// Folder holding the packs and alterations/ (OCI_SPECS_DIR).
+    #[arg(long, env = "OCI_SPECS_DIR")]
+    specs: Option<PathBuf>,
+    /// TLS towards a HOST:PORT upstream: enabled, insecure or disabled (default).
+    #[arg(long)]
+    tls: Option<String>,
+    /// Extra CA certificate (PEM) for --tls enabled.
+    #[arg(long = "tls-ca-file")]
+    tls_ca_file: Option<PathBuf>,
+    /// Seconds an upstream request may go without progress.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Do not print each exchange.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +234,8 @@ pub fn main() -> i32 {
         Command::List(args) => list(&args, &env),
         Command::Lint(args) => lint(&args),
         Command::Compare(args) => Ok(compare(&args)),
+        Command::Selftest(args) => selftest(&args, &env),
+        Command::Proxy(args) => proxy(&args),
     };
     match result {
         Ok(code) => code,
@@ -271,24 +341,6 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     let seed = config.seed.unwrap_or_else(random_seed);
     let plan = plan::build(&pack, &config, &filters, seed)?;
     let redactor = Redactor::default();
-    let client = Client::new(
-        ClientConfig {
-            timeout: std::time::Duration::from_secs(config.request_timeout),
-            tls: config.tls,
-            ca_file: config.tls_ca_file.as_ref().map(PathBuf::from),
-            username: config.username.clone(),
-            password: Secret::new(config.password.clone()),
-            cache_auth: config.cache_auth,
-            connections: usize::try_from(config.parallel).unwrap_or(usize::MAX),
-            registry: config.base_url(),
-            min_rate: crate::http::MIN_RATE,
-            // Answers are at most the content the run pushed (tag lists and errors are small).
-            max_unannounced: plan.store.largest().saturating_mul(2).max(256 << 20),
-        },
-        redactor.clone(),
-    )
-    .map_err(|m| Diagnostic::new(Pos::default(), m))?;
-    let schemas = Schemas::new(&pack.schemas_dir);
     let total = plan.root.case_count();
     let tty = std::io::stderr().is_terminal();
     let mode = if args.quiet {
@@ -307,42 +359,9 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
             config.base_url()
         );
     }
-    let started = now_rfc3339();
-    let t0 = Instant::now();
-    let resources = crate::run::Resources::default();
-    let runner = Runner {
-        client: &client,
-        store: &plan.store,
-        schemas: &schemas,
-        base: config.base_url(),
-        observer: &progress,
-        resources: &resources,
-        every_response: pack.every_response.as_ref(),
-        parallel: usize::try_from(config.parallel)
-            .unwrap_or(usize::MAX)
-            .max(1),
-    };
-    let root = runner.run(&plan);
-    let leftovers = runner.clean_up();
+    let result = crate::run::execute(&pack, &plan, &config, seed, &progress, &redactor)
+        .map_err(|m| Diagnostic::new(Pos::default(), m))?;
     progress.finish();
-    let cases = root.cases();
-    let result = RunResult {
-        apis: roll_up_apis(&plan.apis, &cases),
-        data: roll_up_data(&plan.data, &cases),
-        root: root.clone(),
-        config: config.redacted(),
-        seed,
-        spec_version: pack.spec_version.clone(),
-        pack_dir: crate::diag::display_path(&pack.dir),
-        pack_digest: pack.digest.clone(),
-        spec_url: pack.spec_url.clone(),
-        anchors: pack.anchors.clone(),
-        started,
-        duration: t0.elapsed(),
-        registry: config.base_url(),
-        leftovers,
-        parallel: config.parallel,
-    };
     let dir = PathBuf::from(&config.results_dir);
     let written = report::write_all(&dir, &result, &redactor);
     println!(
@@ -376,30 +395,6 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
 /// Colours on a terminal unless `NO_COLOR` is set (to anything but the empty string).
 fn colors(tty: bool) -> bool {
     tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
@@ -548,6 +543,160 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
     }
 }
 
+/// Reads and compiles the alteration files of a specs folder, checked against their schema.
+fn alterations(specs: &Path) -> Result<Vec<crate::selftest::alteration::Alteration>, Diagnostics> {
+    let files = pack::alteration_files(specs)?;
+    let schemas_dir = pack::normalize(
+        &std::path::absolute(specs)
+            .unwrap_or_default()
+            .join("../schemas"),
+    );
+    let mut diags = Diagnostics::default();
+    let compiled = crate::selftest::alteration::compile_all(&files);
+    if let Err(d) = &compiled {
+        diags.0.extend(d.0.iter().cloned());
+    }
+    if schemas_dir.join(crate::schema::ALTERATION).is_file() {
+        let mut schemas = crate::schema::FormatSchemas::new(&schemas_dir);
+        let typed: Vec<Pos> = diags.0.iter().map(|d| d.pos.clone()).collect();
+        for (_, node) in &files {
+            for d in schemas.check(node, pack::FileKind::Alteration) {
+                if !typed.contains(&d.pos) && !diags.0.contains(&d) {
+                    diags.push(d);
+                }
+            }
+        }
+    }
+    match compiled {
+        Ok(list) if diags.is_empty() => Ok(list),
+        _ => Err(diags),
+    }
+}
+
+fn selftest(args: &SelftestArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
+    use crate::selftest::driver;
+    if !args.config.filter.is_empty() {
+        return Err(Diagnostic::new(
+            Pos::default(),
+            "selftest chooses the tests of each run itself (an alteration's `filter`)",
+        )
+        .with_hint("use --only ID to run some alterations")
+        .into());
+    }
+    let extra = [
+        ("resultsDir", args.results_dir.clone().map(J::from)),
+        ("requestTimeout", args.timeout.map(J::from)),
+        ("parallel", args.parallel.map(J::from)),
+    ];
+    let Loaded { pack, config, .. } = load(&args.config, env, &extra)?;
+    let specs = pack::specs_dir(args.config.specs.as_deref());
+    let all = alterations(&specs)?;
+    let target = args.target.clone().unwrap_or_default();
+    if args.list {
+        print!(
+            "{}",
+            driver::list(&all, &pack, &config, &target).map_err(Diagnostics::from)?
+        );
+        return Ok(EXIT_OK);
+    }
+    let opts = driver::Options {
+        target,
+        only: args.only.clone(),
+        runs: args.runs.max(1),
+        run_timeout: std::time::Duration::from_secs(args.run_timeout.max(1)),
+        quiet: args.quiet,
+        keep: args.keep,
+    };
+    let (chosen, left_out) = driver::select(all, &opts, &pack).map_err(Diagnostics::from)?;
+    if chosen.is_empty() {
+        return Err(Diagnostic::new(
+            Pos::file(&specs.join(pack::ALTERATIONS)),
+            format!(
+                "no alteration applies to target `{}`, spec {}",
+                opts.target, pack.spec_version
+            ),
+        )
+        .with_hint("pass --target NAME (`selftest --list` shows each alteration's targets)")
+        .into());
+    }
+    let seed = config.seed.unwrap_or_else(random_seed);
+    let report = match driver::run(&pack, &config, chosen, left_out, seed, &opts) {
+        Ok(r) => r,
+        Err(d) => {
+            eprint!("{}", d.render());
+            return Ok(EXIT_RUNTIME);
+        }
+    };
+    print!(
+        "{}",
+        driver::table(&report, colors(std::io::stdout().is_terminal()))
+    );
+    let file = PathBuf::from(&config.results_dir).join("selftest.yaml");
+    let written = std::fs::create_dir_all(&config.results_dir)
+        .and_then(|()| std::fs::write(&file, driver::yaml(&report, &pack, &config, &opts)));
+    if let Err(e) = written {
+        eprintln!("error: cannot write {}: {e}", file.display());
+        return Ok(EXIT_RUNTIME);
+    }
+    Ok(if report.holds() { EXIT_OK } else { EXIT_FAIL })
+}
+
+fn proxy(args: &ProxyArgs) -> Result<i32, Diagnostics> {
+    use crate::selftest::proxy::{Options, Proxy};
+    let tls = match &args.tls {
+        Some(t) => serde_json::from_value(
+            config::parse_value(config::Kind::Tls, t, "--tls")
+                .map_err(|m| Diagnostic::new(Pos::default(), m))?,
+        )
+        .map_err(|e| Diagnostic::new(Pos::default(), format!("--tls: {e}")))?,
+        None => config::Tls::Disabled,
+    };
+    let upstream = if args.upstream.contains("://") {
+        args.upstream.clone()
+    } else if tls == config::Tls::Disabled {
+        format!("http://{}", args.upstream)
+    } else {
+        format!("https://{}", args.upstream)
+    };
+    let mut chosen = Vec::new();
+    if !args.apply.is_empty() {
+        let specs = pack::specs_dir(args.specs.as_deref());
+        let mut all = alterations(&specs)?;
+        for id in &args.apply {
+            let Some(i) = all.iter().position(|a| a.id == *id) else {
+                let mut d = Diagnostic::new(Pos::default(), format!("no alteration `{id}`"));
+                if let Some(s) = crate::diag::did_you_mean(id, all.iter().map(|a| a.id.as_str())) {
+                    d = d.with_hint(format!("did you mean `{s}`?"));
+                }
+                return Err(d.into());
+            };
+            chosen.push(std::sync::Arc::new(all.remove(i)));
+        }
+    }
+    let names: Vec<String> = chosen.iter().map(|a| a.id.clone()).collect();
+    let p = Proxy::start(Options {
+        listen: args.listen.clone(),
+        upstream: upstream.clone(),
+        tls,
+        ca_file: args.tls_ca_file.clone(),
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        alterations: chosen,
+        echo: !args.quiet,
+    })
+    .map_err(|m| Diagnostic::new(Pos::default(), m))?;
+    eprintln!(
+        "oci-conform proxy: http://{} → {upstream}, applying {}",
+        p.addr,
+        if names.is_empty() {
+            "nothing".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
+    p.wait();
+    Ok(EXIT_OK)
+}
+
 fn compare(args: &CompareArgs) -> i32 {
     let loaded = report::compare::load(&args.old)
         .and_then(|old| report::compare::load(&args.new).map(|new| (old, new)));
@@ -584,6 +733,11 @@ fn lint_targets(p: &Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     out.sort();
+    // The self-test's alterations, next to the packs.
+    let alterations = p.join(pack::ALTERATIONS);
+    if !out.is_empty() && alterations.is_dir() {
+        out.push(alterations);
+    }
     if out.is_empty() {
         out.push(p.to_path_buf());
     }

@@ -12,8 +12,12 @@ use crate::plan;
 use crate::schema::{self, FormatSchemas};
 use crate::yaml;
 
-/// Checks a pack folder or a single scenario/dataset file.
+/// Checks a pack folder, the alterations folder, or a single scenario, dataset or alteration
+/// file.
 pub fn check(target: &Path) -> Diagnostics {
+    if is_alterations(target) {
+        return check_alterations(target);
+    }
     if target.is_dir() || target.file_name().is_some_and(|n| n == "pack.yaml") {
         let dir = if target.is_dir() {
             target.to_path_buf()
@@ -46,6 +50,118 @@ fn check_pack(dir: &Path) -> Diagnostics {
         Err(d) => (d, declared_schemas(dir)),
     };
     with_schema_problems(diags, &loader, &schemas_dir)
+}
+
+/// Whether `p` is the self-test's alterations folder or a file in it.
+fn is_alterations(p: &Path) -> bool {
+    let dir = if p.is_dir() { Some(p) } else { p.parent() };
+    dir.and_then(Path::file_name)
+        .is_some_and(|n| n == pack::ALTERATIONS)
+}
+
+/// Alteration files: their schema, the typed model, unique ids, and — for the whole folder —
+/// that every `caught_by` names tests of each pack (next to the folder) the alteration
+/// applies to, as planned with the default configuration.
+fn check_alterations(target: &Path) -> Diagnostics {
+    use crate::selftest::alteration;
+    let (dir, files) = if target.is_dir() {
+        let specs = target.parent().map(Path::to_path_buf).unwrap_or_default();
+        match pack::alteration_files(&specs) {
+            Ok(f) => (Some(specs), f),
+            Err(d) => return d,
+        }
+    } else {
+        match yaml::load(target) {
+            Ok(node) => (None, vec![(target.to_path_buf(), node)]),
+            Err(d) => return d.into(),
+        }
+    };
+    let mut diags = Diagnostics::default();
+    let compiled = alteration::compile_all(&files);
+    if let Err(d) = &compiled {
+        diags.0.extend(d.0.iter().cloned());
+    }
+    let mut schemas = FormatSchemas::new(&schemas_near(target));
+    let typed: Vec<Pos> = diags.0.iter().map(|d| d.pos.clone()).collect();
+    for (_, node) in &files {
+        for d in schemas.check(node, pack::FileKind::Alteration) {
+            if !typed.contains(&d.pos) && !diags.0.contains(&d) {
+                diags.push(d);
+            }
+        }
+    }
+    if let (Ok(all), Some(specs)) = (&compiled, dir) {
+        diags.0.extend(caught_by_problems(all, &specs).0);
+    }
+    diags
+}
+
+/// `caught_by` prefixes that name no test of a pack the alteration applies to.
+fn caught_by_problems(
+    all: &[crate::selftest::alteration::Alteration],
+    specs: &Path,
+) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let mut missing: indexmap::IndexMap<(String, String), (Pos, Vec<String>)> =
+        indexmap::IndexMap::new();
+    let mut packs: Vec<PathBuf> = std::fs::read_dir(specs)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|d| d.join("pack.yaml").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    packs.sort();
+    for dir in packs {
+        // A pack that does not load or plan is reported by its own lint.
+        let Ok(pack) = pack::load(&dir) else { continue };
+        let Ok(cfg) = config::resolve(
+            &config::Sources::default(),
+            &pack.defaults,
+            &pack.spec_version,
+        ) else {
+            continue;
+        };
+        let Ok(plan) = plan::build(&pack, &cfg, &[], 1) else {
+            continue;
+        };
+        let mut ids = Vec::new();
+        plan.root.walk(&mut |n, _| {
+            if let plan::PlanKind::Case(_) = n.kind {
+                ids.push(n.id.clone());
+            }
+        });
+        let names = pack.names();
+        for a in all.iter().filter(|a| a.for_version(&names)) {
+            for c in &a.caught_by {
+                if !ids.iter().any(|id| id.starts_with(c.value.as_str())) {
+                    missing
+                        .entry((c.pos.to_string(), c.value.clone()))
+                        .or_insert_with(|| (c.pos.clone(), Vec::new()))
+                        .1
+                        .push(pack.spec_version.clone());
+                }
+            }
+        }
+    }
+    for ((_, prefix), (pos, versions)) in missing {
+        diags.push(
+            Diagnostic::new(
+                pos,
+                format!(
+                    "no test of the {} pack{} starts with `{prefix}`",
+                    versions.join(", "),
+                    if versions.len() > 1 { "s" } else { "" }
+                ),
+            )
+            .with_hint(format!(
+                "`oci-conform list --spec-version {}` prints the test ids; an alteration for some versions only says so in `versions`",
+                versions[0]
+            )),
+        );
+    }
+    diags
 }
 
 /// What planning the pack with the default configuration runs into.

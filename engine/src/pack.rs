@@ -129,6 +129,15 @@ pub struct Pack {
     pub digest: String,
 }
 
+impl Pack {
+    /// The names that select this pack: its `specVersion` and `aliases`.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = vec![self.spec_version.clone()];
+        names.extend(self.aliases.iter().cloned());
+        names
+    }
+}
+
 /// A data set as the pack uses it.
 #[derive(Debug)]
 pub struct DatasetRef {
@@ -159,6 +168,8 @@ pub enum FileKind {
     Scenario,
     /// A dataset or recipe file.
     Dataset,
+    /// A self-test alteration file (`specs/alterations/*.yaml`).
+    Alteration,
 }
 
 /// Loads scenario and dataset files once each, resolving `use:` paths.
@@ -607,4 +618,40 @@ pub fn specs_dir(explicit: Option<&Path>) -> PathBuf {
         }
     }
     PathBuf::from("specs")
+}
+
+/// The folder of the self-test's alteration files inside a specs folder.
+pub const ALTERATIONS: &str = "alterations";
+
+/// Reads the self-test's alteration files, `<specs>/alterations/*.yaml` in name order, as
+/// parsed trees (the one place they are read, next to the packs they go with).
+pub fn alteration_files(specs_dir: &Path) -> Result<Vec<(PathBuf, Node)>, Diagnostics> {
+    let dir = specs_dir.join(ALTERATIONS);
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        Diagnostic::new(
+            Pos::file(&dir),
+            format!("cannot read the alterations folder: {e}"),
+        )
+        .with_hint("alterations live in <specs>/alterations/*.yaml (pass --specs DIR)")
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    paths.sort();
+    let mut diags = Diagnostics::default();
+    let mut out = Vec::new();
+    for p in paths {
+        let p = normalize(&absolute(&p));
+        match yaml::load(&p) {
+            Ok(node) => out.push((p, node)),
+            Err(d) => diags.push(d),
+        }
+    }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
 }

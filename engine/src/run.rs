@@ -1148,6 +1148,72 @@ fn response_frame(
     )
 }
 
+/// Runs a planned pack against the configured registry and gathers everything the reporters
+/// read: what `oci-conform run` does between planning and reporting (and `selftest`, once
+/// per alteration).
+pub fn execute(
+    pack: &crate::pack::Pack,
+    plan: &Plan<'_>,
+    config: &crate::config::Config,
+    seed: u64,
+    observer: &dyn Observer,
+    redactor: &crate::redact::Redactor,
+) -> Result<crate::results::RunResult, String> {
+    use crate::http::ClientConfig;
+    let client = Client::new(
+        ClientConfig {
+            timeout: Duration::from_secs(config.request_timeout),
+            tls: config.tls,
+            ca_file: config.tls_ca_file.as_ref().map(std::path::PathBuf::from),
+            username: config.username.clone(),
+            password: crate::redact::Secret::new(config.password.clone()),
+            cache_auth: config.cache_auth,
+            connections: usize::try_from(config.parallel).unwrap_or(usize::MAX),
+            registry: config.base_url(),
+            min_rate: crate::http::MIN_RATE,
+            // Answers are at most the content the run pushed (tag lists and errors are small).
+            max_unannounced: plan.store.largest().saturating_mul(2).max(256 << 20),
+        },
+        redactor.clone(),
+    )?;
+    let schemas = Schemas::new(&pack.schemas_dir);
+    let started = crate::results::now_rfc3339();
+    let t0 = Instant::now();
+    let resources = Resources::default();
+    let runner = Runner {
+        client: &client,
+        store: &plan.store,
+        schemas: &schemas,
+        base: config.base_url(),
+        observer,
+        resources: &resources,
+        every_response: pack.every_response.as_ref(),
+        parallel: usize::try_from(config.parallel)
+            .unwrap_or(usize::MAX)
+            .max(1),
+    };
+    let root = runner.run(plan);
+    let leftovers = runner.clean_up();
+    let cases = root.cases();
+    Ok(crate::results::RunResult {
+        apis: crate::results::roll_up_apis(&plan.apis, &cases),
+        data: crate::results::roll_up_data(&plan.data, &cases),
+        root: root.clone(),
+        config: config.redacted(),
+        seed,
+        spec_version: pack.spec_version.clone(),
+        pack_dir: crate::diag::display_path(&pack.dir),
+        pack_digest: pack.digest.clone(),
+        spec_url: pack.spec_url.clone(),
+        anchors: pack.anchors.clone(),
+        started,
+        duration: t0.elapsed(),
+        registry: config.base_url(),
+        leftovers,
+        parallel: config.parallel,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,8 @@ pub const SCENARIO: &str = "scenario.schema.json";
 pub const DATASET: &str = "dataset.schema.json";
 /// Schema of `specs/<version>/pack.yaml`.
 pub const PACK: &str = "pack.schema.json";
+/// Schema of the self-test's alteration files.
+pub const ALTERATION: &str = "alteration.schema.json";
 /// Schema of `oci-conformance.yaml` (and of a pack's `defaults`).
 pub const CONFIG: &str = "config.schema.json";
 
@@ -32,6 +34,7 @@ pub fn file_for(kind: FileKind) -> &'static str {
         FileKind::Pack => PACK,
         FileKind::Scenario => SCENARIO,
         FileKind::Dataset => DATASET,
+        FileKind::Alteration => ALTERATION,
     }
 }
 

@@ -47,6 +47,8 @@ fn kind_of(path: &Path) -> FileKind {
     let rel = path.strip_prefix(root()).expect("under the repository");
     if rel.starts_with("datasets") {
         FileKind::Dataset
+    } else if rel.starts_with("specs/alterations") {
+        FileKind::Alteration
     } else if path.file_name().is_some_and(|n| n == "pack.yaml") {
         FileKind::Pack
     } else {
@@ -87,8 +89,8 @@ fn every_shipped_file_validates_against_its_schema() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(
         kinds.len(),
-        3,
-        "packs, scenarios and datasets were all checked: {kinds:?}"
+        4,
+        "packs, scenarios, datasets and alterations were all checked: {kinds:?}"
     );
 }
 
@@ -104,6 +106,10 @@ struct Row {
 }
 
 const STEP: &str = r#"{"name": "c", "steps": [@]}"#;
+/// An alteration around `@` (its edit, its match).
+const ALTERED: &str =
+    r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": @}]}"#;
+const MATCHED: &str = r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "match": @, "edit": {"close": true}}]}"#;
 
 const ROWS: &[Row] = &[
     Row {
@@ -220,6 +226,84 @@ const ROWS: &[Row] = &[
         kind: FileKind::Pack,
         context: r#"{"name": "p", "specVersion": "1", "items": [], "datasets": [@]}"#,
     },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/alteration",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [@]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/rule",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "rules": [@]}]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/match",
+        kind: FileKind::Alteration,
+        context: MATCHED,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/size",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "match": {"size": @}, "edit": {"close": true}}]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/nth",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "match": {"nth": @}, "edit": {"close": true}}]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/edit",
+        kind: FileKind::Alteration,
+        context: ALTERED,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/headerEdits",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": {"headers": @}}]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/body",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": {"body": @}}]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/jsonEdit",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": {"json": [@]}}]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/canned",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": {"respond": @}}]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/forward",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": {"forward": @}}]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/rotate",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": {"rotate": @}}]}"#,
+    },
+    Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/paginate",
+        kind: FileKind::Alteration,
+        context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": {"paginate": @}}]}"#,
+    },
 ];
 
 /// A key no struct has and no field is close to, so the loader lists every field it knows.
@@ -239,6 +323,7 @@ fn load(kind: FileKind, doc: &str, tmp: &TempDir) -> Vec<Diagnostic> {
         FileKind::Scenario => scenario::compile_node(&node, &mut loader).map(|_| ()),
         FileKind::Dataset => dataset::compile(&node, &mut loader).map(|_| ()),
         FileKind::Pack => pack::load(&tmp.0).map(|_| ()),
+        FileKind::Alteration => oci_conform::selftest::alteration::compile_file(&node).map(|_| ()),
     };
     let mut out = result.err().map(|d| d.0).unwrap_or_default();
     out.extend(loader.diags.0);
@@ -319,7 +404,12 @@ fn properties(doc: &J, pointer: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_table_covers_every_schema_object() {
-    for name in [schema::SCENARIO, schema::DATASET, schema::PACK] {
+    for name in [
+        schema::SCENARIO,
+        schema::DATASET,
+        schema::PACK,
+        schema::ALTERATION,
+    ] {
         let doc = schema_json(name);
         let objects: BTreeSet<String> = doc["$defs"]
             .as_object()
@@ -617,10 +707,15 @@ fn complete_file_examples_in_the_docs_validate() {
             let Some(target) = first.split("$schema=").nth(1) else {
                 continue;
             };
-            let kind = [FileKind::Pack, FileKind::Scenario, FileKind::Dataset]
-                .into_iter()
-                .find(|k| target.trim().ends_with(schema::file_for(*k)))
-                .unwrap_or_else(|| panic!("{doc}: unknown schema in `{first}`"));
+            let kind = [
+                FileKind::Pack,
+                FileKind::Scenario,
+                FileKind::Dataset,
+                FileKind::Alteration,
+            ]
+            .into_iter()
+            .find(|k| target.trim().ends_with(schema::file_for(*k)))
+            .unwrap_or_else(|| panic!("{doc}: unknown schema in `{first}`"));
             let node = yaml::parse(Path::new(doc), example).unwrap_or_else(|d| panic!("{d}"));
             let found = schemas.check(&node, kind);
             assert!(
