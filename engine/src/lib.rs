@@ -3,6 +3,7 @@
 //! The pipeline runs one way, with plain data between stages:
 //! config → pack (scenarios + datasets) → plan → run → results → reports.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

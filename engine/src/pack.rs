@@ -53,6 +53,8 @@ struct PackDef {
     schemas: Option<String>,
     #[serde(default)]
     every_response: Option<Raw>,
+    #[serde(default)]
+    touches: Option<Raw>,
     items: Raw,
 }
 
@@ -123,6 +125,8 @@ pub struct Pack {
     pub schemas_dir: PathBuf,
     /// Checks applied to every answer of the run (e.g. the Warning header rules).
     pub every_response: Option<crate::scenario::ExpectSpec>,
+    /// What each request touches, in the keys of the schedule (for the schedule audit).
+    pub touches: Vec<crate::audit::TouchRule>,
     /// Every file the pack reads.
     pub files: Vec<PathBuf>,
     /// A digest over all those files, so results name the exact pack content.
@@ -414,6 +418,13 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         },
         None => None,
     };
+    let touches = match &def.touches {
+        Some(raw) => crate::audit::compile(raw).unwrap_or_else(|d| {
+            diags.0.extend(d.0);
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
     diags.0.append(&mut loader.diags.0);
     let Some(root) = root.filter(|_| diags.is_empty()) else {
         return Err(diags);
@@ -440,6 +451,7 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         root,
         schemas_dir,
         every_response,
+        touches,
         files: loader.files.clone(),
         digest,
     })
