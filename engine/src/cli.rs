@@ -23,6 +23,7 @@ use crate::report;
 use crate::report::progress::{Mode, Progress};
 use crate::results::{roll_up_apis, roll_up_data, RunResult, Status};
 use crate::run::Runner;
+use crate::source::{self, Packs};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -89,8 +90,9 @@ struct ConfigArgs {
     /// Spec version: 1.0, 1.1 (stable) or dev (OCI_VERSION).
     #[arg(long = "spec-version")]
     spec_version: Option<String>,
-    /// Folder holding the packs (default: ./specs, else next to the binary; OCI_SPECS_DIR).
-    #[arg(long, env = "OCI_SPECS_DIR")]
+    /// Folder holding the packs: 1.0/, 1.1/, dev/, with datasets/ and schemas/ beside it
+    /// (default: the packs built into this binary; OCI_SPECS_DIR).
+    #[arg(long, env = "OCI_SPECS_DIR", value_name = "DIR")]
     specs: Option<PathBuf>,
     /// Run only tests whose id or name starts with this (repeatable; OCI_FILTER_TEST).
     #[arg(long)]
@@ -139,10 +141,11 @@ struct ListArgs {
 
 #[derive(Args, Debug)]
 struct LintArgs {
-    /// Pack folders, scenario or dataset files (default: the specs folder).
+    /// Pack folders, scenario or dataset files (default: every pack of --specs, else the
+    /// packs built into this binary).
     paths: Vec<PathBuf>,
     /// Folder holding the packs (OCI_SPECS_DIR).
-    #[arg(long, env = "OCI_SPECS_DIR")]
+    #[arg(long, env = "OCI_SPECS_DIR", value_name = "DIR")]
     specs: Option<PathBuf>,
 }
 
@@ -224,13 +227,14 @@ fn load(
         eprintln!("{w}");
     }
     let version = sources.version();
-    let specs = pack::specs_dir(args.specs.as_deref());
-    let dir = pack::find(&specs, &version)?;
+    let packs = Packs::choose(args.specs.as_deref());
+    note_stale_checkout(&packs, &cwd);
+    let dir = pack::find(&packs.specs_dir(), &version)?;
     let mut loader = pack::Loader::default();
     let pack = pack::load_with(&dir, &mut loader)?;
-    // The schemas are an extra guard here when they are at hand (packs installed without them
-    // still get every typed check); `lint` insists on them.
-    if pack.schemas_dir.join(crate::schema::SCENARIO).is_file() {
+    // The schemas are an extra guard here when they are at hand (a pack naming a `schemas:`
+    // folder that is missing still gets every typed check); `lint` insists on them.
+    if source::is_file(&pack.schemas_dir.join(crate::schema::SCENARIO)) {
         let problems = crate::lint::schema_problems(&loader, &pack.schemas_dir);
         if !problems.is_empty() {
             return Err(problems);
@@ -246,6 +250,18 @@ fn load(
         config,
         filters,
     })
+}
+
+/// Run in a checkout whose packs were edited since the binary was built, the embedded packs
+/// are still the ones used (a binary runs what it was built with, wherever it is started): say
+/// so, since the maintainer most likely meant the folder.
+fn note_stale_checkout(packs: &Packs, cwd: &Path) {
+    if *packs == Packs::Embedded && source::differs_from_embedded(cwd) {
+        eprintln!(
+            "note: ./specs, ./datasets or ./schemas differ from the packs built into this binary, \
+             which are the ones used; pass --specs specs to use the folder (or rebuild)"
+        );
+    }
 }
 
 fn random_seed() -> u64 {
@@ -513,16 +529,17 @@ fn requirements(root: &plan::PlanNode<'_>, every: Option<&crate::scenario::Expec
 }
 
 fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
-    let specs = pack::specs_dir(args.specs.as_deref());
     let paths = if args.paths.is_empty() {
-        vec![specs]
+        let packs = Packs::choose(args.specs.as_deref());
+        note_stale_checkout(&packs, &std::env::current_dir().unwrap_or_default());
+        vec![packs.specs_dir()]
     } else {
         args.paths.clone()
     };
     let mut diags = Diagnostics::default();
     let mut checked = 0;
     for p in &paths {
-        if !p.exists() {
+        if !source::exists(p) {
             diags.push(Diagnostic::new(Pos::file(p), "no such file or folder"));
             continue;
         }
@@ -572,18 +589,17 @@ fn compare(args: &CompareArgs) -> i32 {
 
 /// Pack folders under `p` (or `p` itself when it is a file or a pack).
 fn lint_targets(p: &Path) -> Vec<PathBuf> {
-    if p.is_file() || p.join("pack.yaml").exists() {
+    if source::is_file(p) || source::is_file(&p.join("pack.yaml")) {
         return vec![p.to_path_buf()];
     }
-    let mut out: Vec<PathBuf> = std::fs::read_dir(p)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|d| d.join("pack.yaml").exists())
+    let mut out: Vec<PathBuf> = source::read_dir(p)
+        .map(|entries| {
+            entries
+                .into_iter()
+                .filter(|d| source::is_file(&d.join("pack.yaml")))
                 .collect()
         })
         .unwrap_or_default();
-    out.sort();
     if out.is_empty() {
         out.push(p.to_path_buf());
     }
