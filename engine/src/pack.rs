@@ -540,8 +540,8 @@ fn files_digest(files: &[PathBuf]) -> String {
     format!("sha256:{}", crate::template::hex(&h.finalize()))
 }
 
-/// Finds the pack whose `specVersion` or `aliases` match `version` among `specs_dir/*/`.
-pub fn find(specs_dir: &Path, version: &str) -> Result<PathBuf, Diagnostic> {
+/// The pack folders of `specs_dir` (those holding a `pack.yaml`), in name order.
+pub fn available(specs_dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     let entries = source::read_dir(specs_dir).map_err(|e| {
         Diagnostic::new(
             Pos::file(specs_dir),
@@ -549,12 +549,16 @@ pub fn find(specs_dir: &Path, version: &str) -> Result<PathBuf, Diagnostic> {
         )
         .with_hint("pass --specs DIR or set OCI_SPECS_DIR to the folder holding 1.0/, 1.1/, dev/")
     })?;
-    let mut known = Vec::new();
-    let dirs: Vec<PathBuf> = entries
+    Ok(entries
         .into_iter()
         .filter(|p| source::is_file(&p.join("pack.yaml")))
-        .collect();
-    for dir in dirs {
+        .collect())
+}
+
+/// Finds the pack whose `specVersion` or `aliases` match `version` among `specs_dir/*/`.
+pub fn find(specs_dir: &Path, version: &str) -> Result<PathBuf, Diagnostic> {
+    let mut known = Vec::new();
+    for dir in available(specs_dir)? {
         let node = yaml::load(&dir.join("pack.yaml"))?;
         let version_of = node
             .get("specVersion")
