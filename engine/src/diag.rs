@@ -247,4 +247,23 @@ mod tests {
         assert!(r.contains("2 |   stauts: 2\n  |   ^"), "{r}");
         assert!(r.contains("did you mean `status`?"), "{r}");
     }
+
+    #[test]
+    fn an_embedded_file_is_named_and_quoted_from_the_binary() {
+        let file = std::path::Path::new(crate::source::EMBEDDED_ROOT).join("specs/1.1/pack.yaml");
+        let line = crate::source::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with("specVersion:"))
+            .unwrap() as u32
+            + 1;
+        let d = Diagnostic::new(Pos::new(&Arc::new(file), line, 14), "bad version");
+        let r = d.render();
+        assert!(
+            r.contains(&format!("--> specs/1.1/pack.yaml:{line}:14\n")),
+            "{r}"
+        );
+        assert!(r.contains(&format!("{line} | specVersion: ")), "{r}");
+        assert!(!r.contains("<embedded>"), "{r}");
+    }
 }
