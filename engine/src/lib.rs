@@ -24,6 +24,8 @@ pub mod run;
 pub mod scenario;
 pub mod schedule;
 pub mod schema;
+pub mod shell;
+pub mod source;
 pub mod template;
 pub mod tls;
 pub mod yaml;
