@@ -10,6 +10,7 @@ use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::pack::{self, Loader};
 use crate::plan;
 use crate::schema::{self, FormatSchemas};
+use crate::source;
 use crate::yaml;
 
 /// Checks a pack folder, the alterations folder, or a single scenario, dataset or alteration
@@ -18,8 +19,8 @@ pub fn check(target: &Path) -> Diagnostics {
     if is_alterations(target) {
         return check_alterations(target);
     }
-    if target.is_dir() || target.file_name().is_some_and(|n| n == "pack.yaml") {
-        let dir = if target.is_dir() {
+    if source::is_dir(target) || target.file_name().is_some_and(|n| n == "pack.yaml") {
+        let dir = if source::is_dir(target) {
             target.to_path_buf()
         } else {
             target.parent().map(Path::to_path_buf).unwrap_or_default()
@@ -54,7 +55,11 @@ fn check_pack(dir: &Path) -> Diagnostics {
 
 /// Whether `p` is the self-test's alterations folder or a file in it.
 fn is_alterations(p: &Path) -> bool {
-    let dir = if p.is_dir() { Some(p) } else { p.parent() };
+    let dir = if source::is_dir(p) {
+        Some(p)
+    } else {
+        p.parent()
+    };
     dir.and_then(Path::file_name)
         .is_some_and(|n| n == pack::ALTERATIONS)
 }
@@ -64,7 +69,7 @@ fn is_alterations(p: &Path) -> bool {
 /// applies to, as planned with the default configuration.
 fn check_alterations(target: &Path) -> Diagnostics {
     use crate::selftest::alteration;
-    let (dir, files) = if target.is_dir() {
+    let (dir, files) = if source::is_dir(target) {
         let specs = target.parent().map(Path::to_path_buf).unwrap_or_default();
         match pack::alteration_files(&specs) {
             Ok(f) => (Some(specs), f),
@@ -104,15 +109,14 @@ fn caught_by_problems(
     let mut diags = Diagnostics::default();
     let mut missing: indexmap::IndexMap<(String, String), (Pos, Vec<String>)> =
         indexmap::IndexMap::new();
-    let mut packs: Vec<PathBuf> = std::fs::read_dir(specs)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|d| d.join("pack.yaml").is_file())
+    let packs: Vec<PathBuf> = source::read_dir(specs)
+        .map(|entries| {
+            entries
+                .into_iter()
+                .filter(|d| source::is_file(&d.join("pack.yaml")))
                 .collect()
         })
         .unwrap_or_default();
-    packs.sort();
     for dir in packs {
         // A pack that does not load or plan is reported by its own lint.
         let Ok(pack) = pack::load(&dir) else { continue };
@@ -193,14 +197,14 @@ fn declared_schemas(dir: &Path) -> PathBuf {
 }
 
 /// The schemas folder for a single file: the nearest `schemas/` above it that holds the
-/// format schemas, else the one next to the specs folder.
+/// format schemas, else the embedded one.
 fn schemas_near(file: &Path) -> PathBuf {
-    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    abs.ancestors()
+    source::absolute(file)
+        .ancestors()
         .skip(1)
         .map(|d| d.join("schemas"))
-        .find(|d| d.join(schema::SCENARIO).is_file())
-        .unwrap_or_else(|| pack::normalize(&pack::specs_dir(None).join("../schemas")))
+        .find(|d| source::is_file(&d.join(schema::SCENARIO)))
+        .unwrap_or_else(|| Path::new(source::EMBEDDED_ROOT).join("schemas"))
 }
 
 /// Schema problems of the files a pack load read (`run` and `list` refuse what `lint` refuses).

@@ -185,13 +185,15 @@ impl Runner<'_> {
             PlanKind::Group { children, .. } => walk.sequence(children, 0, &frame, None),
             PlanKind::Case(_) => Vec::new(),
         };
-        GroupResult {
+        let mut root = GroupResult {
             id: plan.root.id.clone(),
             name: plan.root.name.clone(),
             path: plan.root.path.clone(),
             children,
             duration: start.elapsed(),
-        }
+        };
+        crate::audit::apply(plan, &mut root);
+        root
     }
 }
 
@@ -1203,6 +1205,7 @@ pub fn execute(
         seed,
         spec_version: pack.spec_version.clone(),
         pack_dir: crate::diag::display_path(&pack.dir),
+        pack_source: crate::source::origin(&pack.dir).to_string(),
         pack_digest: pack.digest.clone(),
         spec_url: pack.spec_url.clone(),
         anchors: pack.anchors.clone(),
