@@ -363,6 +363,10 @@ pub struct Forward {
     pub set_query: Vec<(String, Tmpl)>,
     /// Query parameters removed.
     pub remove_query: Vec<String>,
+    /// Request headers removed.
+    pub remove_headers: Vec<String>,
+    /// Request headers set (templates).
+    pub set_headers: Vec<(String, Tmpl)>,
     /// Forward without the request body (Content-Length 0).
     pub drop_body: bool,
 }
@@ -944,6 +948,8 @@ struct ForwardDef {
     #[serde(default)]
     query: Option<QueryEditDef>,
     #[serde(default)]
+    headers: Option<QueryEditDef>,
+    #[serde(default)]
     drop_body: bool,
 }
 
@@ -1268,6 +1274,13 @@ fn compile_edit(diags: &mut Diagnostics, node: &Node) -> Option<Edit> {
             .filter_map(|(k, v)| ok(diags, Tmpl::new(&v.value, &v.pos)).map(|t| (k.clone(), t)))
             .collect(),
         remove_query: f.query.iter().flat_map(|q| q.remove.clone()).collect(),
+        remove_headers: f.headers.iter().flat_map(|h| h.remove.clone()).collect(),
+        set_headers: f
+            .headers
+            .iter()
+            .flat_map(|h| h.set.iter())
+            .filter_map(|(k, v)| ok(diags, Tmpl::new(&v.value, &v.pos)).map(|t| (k.clone(), t)))
+            .collect(),
         drop_body: f.drop_body,
     });
     let rotate = def.rotate.as_ref().and_then(|r| {

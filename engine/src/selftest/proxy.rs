@@ -451,6 +451,7 @@ impl Shared {
         let mut page: Option<PageAsk> = None;
         let mut forward_path: Option<String> = None;
         let mut drop_body = false;
+        let mut header_edits: (Vec<String>, Vec<(String, String)>) = (Vec::new(), Vec::new());
         if answer.is_none() {
             // Request rewrites: the first rule whose request matches.
             for i in 0..n {
@@ -487,6 +488,13 @@ impl Shared {
                     query_changed = true;
                 }
                 drop_body = f.drop_body;
+                header_edits.0 = f.remove_headers.clone();
+                for (name, t) in &f.set_headers {
+                    match t.render(&ctx) {
+                        Ok(v) => header_edits.1.push((name.clone(), v)),
+                        Err(d) => return self.template_failure(out, i, &d),
+                    }
+                }
                 if selected[i].is_some() {
                     applied.push(i);
                 }
@@ -522,7 +530,7 @@ impl Shared {
                     original_target.clone()
                 }
             };
-            match self.forward(head, &target, framing, drop_body, &mut body) {
+            match self.forward(head, &target, framing, drop_body, &header_edits, &mut body) {
                 Ok((a, p)) => {
                     answer = Some(a);
                     pending_body = p;
@@ -629,6 +637,7 @@ impl Shared {
         target: &str,
         framing: Framing,
         drop_body: bool,
+        (remove, set): &(Vec<String>, Vec<(String, String)>),
         body: &mut BodyReader<'_>,
     ) -> Result<(Answer, Pending), String> {
         let url = format!("{}{target}", self.upstream);
@@ -636,9 +645,17 @@ impl Shared {
             .method(head.method.as_str())
             .uri(&url);
         for (k, v) in &head.headers {
-            if !HOP.contains(&k.to_ascii_lowercase().as_str()) {
+            let name = k.to_ascii_lowercase();
+            let replaced = remove
+                .iter()
+                .chain(set.iter().map(|(n, _)| n))
+                .any(|r| r.eq_ignore_ascii_case(&name));
+            if !HOP.contains(&name.as_str()) && !replaced {
                 b = b.header(k.as_str(), v.as_str());
             }
+        }
+        for (k, v) in set {
+            b = b.header(k.as_str(), v.as_str());
         }
         let sent = match (framing, drop_body) {
             (Framing::None, _) => b.body(()).map(|r| self.agent.run(r)),
