@@ -474,11 +474,16 @@ impl Ctx<'_> {
         });
         let applied = proxy.applied().values().sum();
         let log = proxy.log();
+        let proxy_origin = format!("http://{}", proxy.addr);
         drop(proxy);
         let result = match result {
             Ok(r) => r,
             Err(e) => return failed(e),
         };
+        // What the run could not delete through the alteration (a registry that refuses
+        // deletes leaves everything) is deleted from the registry itself, so later runs see a
+        // registry as small as the first did.
+        self.delete_leftovers(&result.leftovers, &proxy_origin);
         let tests = result
             .root
             .cases()
@@ -498,6 +503,42 @@ impl Ctx<'_> {
             timed_out: timed_out.load(std::sync::atomic::Ordering::SeqCst),
             duration: t0.elapsed(),
             error: None,
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// Deletes leftovers (`URL (why)`, newest first) straight from the registry.
+    fn delete_leftovers(&self, leftovers: &[String], proxy_origin: &str) {
+        if leftovers.is_empty() {
+            return;
+        }
+        let cfg = crate::http::ClientConfig {
+            timeout: Duration::from_secs(self.config.request_timeout),
+            tls: self.config.tls,
+            ca_file: self.config.tls_ca_file.as_ref().map(PathBuf::from),
+            username: self.config.username.clone(),
+            password: crate::redact::Secret::new(self.config.password.clone()),
+            cache_auth: self.config.cache_auth,
+            connections: 1,
+            registry: self.config.base_url(),
+            ..crate::http::ClientConfig::default()
+        };
+        let Ok(client) = crate::http::Client::new(cfg, Redactor::default()) else {
+            return;
+        };
+        for left in leftovers {
+            let url = left.split(' ').next().unwrap_or_default();
+            let Some(path) = url.strip_prefix(proxy_origin) else {
+                continue;
+            };
+            let req = crate::http::Request {
+                method: "DELETE".into(),
+                url: format!("{}{path}", self.config.base_url()),
+                auth: true,
+                ..crate::http::Request::default()
+            };
+            let _ = client.send(&req, &crate::http::Recv::default());
         }
     }
 }
