@@ -662,7 +662,13 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
         fresh
     });
     if diags.is_empty() {
-        println!("ok: {checked} target(s) checked");
+        let embedded = paths.iter().all(|p| source::is_embedded(p));
+        let what = if embedded {
+            " (the packs built into this binary)"
+        } else {
+            ""
+        };
+        println!("ok: {checked} target(s) checked{what}");
         Ok(EXIT_OK)
     } else {
         eprint!("{}", diags.render());

@@ -165,6 +165,7 @@ fn the_copied_binary_runs_from_an_empty_folder_with_the_statuses_of_the_checkout
     );
     let lint = run_in(&exe, &dir.0, &["lint"], &[]);
     assert_eq!(lint.status.code(), Some(0), "{}", text(&lint));
+    assert!(text(&lint).contains("ok: 3 target(s) checked (the packs built into this binary)"));
     let entries: Vec<String> = std::fs::read_dir(&dir.0)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
