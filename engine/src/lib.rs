@@ -17,6 +17,7 @@ pub mod pack;
 pub mod plan;
 pub mod redact;
 pub mod report;
+pub mod requirements;
 pub mod resolve;
 pub mod results;
 pub mod run;
