@@ -322,8 +322,12 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
             .unwrap_or(usize::MAX)
             .max(1),
     };
-    let root = runner.run(&plan);
+    let mut root = runner.run(&plan);
     let leftovers = runner.clean_up();
+    let requirements = match &pack.catalogue {
+        Some(c) => crate::results::resolve_citations(&mut root, c, &pack.spec_version),
+        None => IndexMap::new(),
+    };
     progress.finish();
     let cases = root.cases();
     let result = RunResult {
@@ -342,6 +346,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         registry: config.base_url(),
         leftovers,
         parallel: config.parallel,
+        requirements,
     };
     let dir = PathBuf::from(&config.results_dir);
     let written = report::write_all(&dir, &result, &redactor);

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::root;
+use common::registry::Registry;
+use common::{root, run_against, status_of, text, TempDir};
 use oci_conform::pack;
 use oci_conform::requirements::{self, Binds, Level, Observable};
 
@@ -76,4 +77,65 @@ fn replacements_point_forward_in_time() {
             assert!(first_new > last_old, "{} → {n}", r.id);
         }
     }
+}
+
+/// docker-registry accepts a chunk that does not start where the upload stands (202 instead
+/// of 416): the FAIL names R75, and every place a user reads it says what R75 asks and links
+/// its section of the v1.1.1 text.
+#[test]
+fn a_fail_on_docker_registry_shows_its_requirement_in_console_report_and_junit() {
+    let reg = Registry::docker();
+    let out = TempDir::new("cited");
+    let id = "sha256 blobs/chunked out-of-order/blob-patch-chunked";
+    let (o, r) = run_against(&reg.addr, &out.0, &["--filter", id], &[]);
+    assert_eq!(status_of(&r, id), "FAIL", "{}", text(&o));
+    let cat = catalogue();
+    let r75 = cat.get("R75").expect("R75");
+    let link = r75.link_in("1.1");
+    assert_eq!(
+        link,
+        "https://github.com/opencontainers/distribution-spec/blob/v1.1.1/spec.md#pushing-a-blob-in-chunks"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = format!("R75 MUST: {} <{link}>", r75.statement);
+    assert!(stdout.contains(&line), "console lacks `{line}`:\n{stdout}");
+
+    let html = std::fs::read_to_string(out.join("report.html"))
+        .expect("report.html")
+        .replace("&#x2f;", "/");
+    let html_line = format!("<a href=\"{link}\">R75</a> <b>MUST</b>: {}", r75.statement);
+    assert!(html.contains(&html_line), "report.html lacks {html_line}");
+
+    let junit = std::fs::read_to_string(out.join("junit.xml"))
+        .expect("junit.xml")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
+    let failure = junit
+        .split("<failure ")
+        .nth(1)
+        .and_then(|f| f.split("</failure>").next())
+        .expect("a <failure> element");
+    assert!(
+        failure.contains(&line),
+        "the <failure> text lacks `{line}`:\n{failure}"
+    );
+
+    let test = r["tests"]
+        .as_array()
+        .and_then(|t| t.iter().find(|x| x["id"] == id))
+        .expect("the test in results.yaml");
+    let cited: Vec<&serde_json::Value> = test["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .flat_map(|f| f["requirements"].as_array().into_iter().flatten())
+        .filter(|c| c["id"] == "R75")
+        .collect();
+    assert!(!cited.is_empty(), "results.yaml: {test}");
+    assert_eq!(cited[0]["link"], link);
+    assert_eq!(cited[0]["level"], "MUST");
+    assert_eq!(cited[0]["statement"], r75.statement.as_str());
 }
