@@ -4,9 +4,11 @@
 //! config → pack (scenarios + datasets) → plan → run → results → reports.
 
 pub mod auth;
+pub mod citations;
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod coverage;
 pub mod dataset;
 pub mod de;
 pub mod diag;

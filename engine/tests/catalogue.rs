@@ -139,3 +139,160 @@ fn a_fail_on_docker_registry_shows_its_requirement_in_console_report_and_junit()
     assert_eq!(cited[0]["level"], "MUST");
     assert_eq!(cited[0]["statement"], r75.statement.as_str());
 }
+
+/// A pack of its own next to a small catalogue: lint fails on an unknown id and on an id of
+/// another version (unless a version switch keeps the check out of this one), and warns on the
+/// registry MUST no case checks.
+#[test]
+fn lint_checks_citations_both_ways() {
+    let dir = TempDir::new("citations");
+    std::fs::write(
+        dir.join("requirements.yaml"),
+        r#"versions:
+  - {id: "1.1", specVersion: "1.1", title: Spec 1.1, url: "https://x/1.1"}
+  - {id: dev, specVersion: "9", url: "https://x/dev"}
+requirements:
+  - {id: R1, versions: ["1.1", dev], level: MUST, binds: registry, section: A, observable: yes, statement: one}
+  - {id: R2, versions: [dev], level: MUST, binds: registry, section: A, observable: yes, statement: two}
+  - {id: R3, versions: ["1.1"], level: MUST NOT, binds: registry, section: A, observable: partly, why: w, statement: three}
+  - {id: R4, versions: ["1.1"], level: MUST, binds: client, section: A, observable: no, why: w, statement: four}
+"#,
+    )
+    .unwrap();
+    let pack = dir.join("p");
+    std::fs::create_dir_all(&pack).unwrap();
+    std::fs::write(
+        pack.join("pack.yaml"),
+        format!(
+            "schemaVersion: 1\nname: t\nspecVersion: \"1.1\"\nschemas: {}\nvars: {{dev_only: false}}\nitems:\n  - use: case.yaml\n",
+            root().join("schemas").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        pack.join("case.yaml"),
+        "name: c\nreq: [R1]\nsteps:\n  - request: {method: GET, url: /v2/}\n    expect:\n      status: 200\n      headers:\n        A: {present: false, req: [R99]}\n        B: {present: false, req: [R2]}\n        C: {when: dev_only, present: false, req: [R2]}\n        D: {present: false, req: [R2, R1]}\n",
+    )
+    .unwrap();
+    let o = common::cli(&["lint", pack.to_str().unwrap()], &[]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("error: unknown requirement id `R99`"), "{t}");
+    assert!(t.contains("case.yaml:8:35"), "the id's own position: {t}");
+    assert!(
+        t.contains("error: `R2` is not a requirement of Spec 1.1 (its text is in dev)"),
+        "{t}"
+    );
+    assert!(t.contains("case.yaml:9:35"), "{t}");
+    assert!(
+        !t.contains("case.yaml:10:"),
+        "a check a version switch turns off: {t}"
+    );
+    assert!(
+        !t.contains("case.yaml:11:"),
+        "a list that names this version's entry too: {t}"
+    );
+    assert_eq!(t.matches("error:").count(), 2, "{t}");
+    assert!(
+        t.contains("warning: no case of the 1.1 pack checks R3 (MUST NOT registry, observable: partly): three"),
+        "the coverage gap: {t}"
+    );
+    assert!(!t.contains("checks R4"), "client rules are no gap: {t}");
+}
+
+/// docs/coverage-<version>.md is what `oci-conform coverage --format md` prints for the pack:
+/// a case added, moved or removed (or a catalogue entry changed) makes it stale.
+#[test]
+fn coverage_docs_are_current() {
+    let mut stale = Vec::new();
+    for version in ["1.0", "1.1", "dev"] {
+        let o = common::cli(
+            &["coverage", "--spec-version", version, "--format", "md"],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let now = String::from_utf8(o.stdout).expect("utf-8");
+        let file = format!("docs/coverage-{version}.md");
+        let committed = std::fs::read_to_string(root().join(&file)).unwrap_or_default();
+        if committed != now {
+            stale.push(format!(
+                "{file} is stale; regenerate it with\n  cargo run -q -- coverage --spec-version {version} --format md > {file}"
+            ));
+        }
+        // The counts the issue asks for, as the report states them.
+        assert!(now.contains("| entries of this version |"), "{file}");
+    }
+    assert!(stale.is_empty(), "{}", stale.join("\n"));
+}
+
+/// The coverage report lists every observable registry MUST of 1.1 with the cases checking
+/// it, and reads statuses from results.yaml files.
+#[test]
+fn coverage_lists_cases_and_the_status_each_registry_got() {
+    let out = TempDir::new("coverage");
+    let results = out.join("docker");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::write(
+        results.join("results.yaml"),
+        "registry: http://r\npack: {specVersion: \"1.1\"}\ntests:\n  - {id: a, status: FAIL, req: [R75], failures: [{message: m, source: s, level: MUST, req: [R75]}]}\n  - {id: b, status: Pass, req: [R45, R37]}\n  - {id: c, status: Pass, req: [R39], warnings: [{message: m, source: s, level: SHOULD, req: [R39]}]}\n",
+    )
+    .unwrap();
+    let path = results.join("results.yaml");
+    let o = common::cli(
+        &[
+            "coverage",
+            "--spec-version",
+            "1.1",
+            "--format",
+            "yaml",
+            "--results",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(doc["registries"][0][0], "docker");
+    let row = |id: &str| {
+        doc["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id}"))
+            .clone()
+    };
+    assert_eq!(row("R75")["statuses"][0], "FAIL");
+    assert_eq!(row("R45")["statuses"][0], "Pass");
+    assert_eq!(row("R37")["statuses"][0], "Pass");
+    assert_eq!(row("R39")["statuses"][0], "warning");
+    assert_eq!(row("R171")["statuses"][0], "—");
+    let r75 = row("R75");
+    assert_eq!(r75["extent"], "full");
+    assert!(r75["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["at"] == "specs/1.1/ops/blob-patch-chunked.yaml:2"));
+    // Every observable registry MUST / MUST NOT of 1.1 is a row; the uncovered ones say so.
+    let cat = catalogue();
+    let duties: Vec<&str> = cat
+        .of_version("1.1")
+        .filter(|r| r.is_checkable_duty())
+        .map(|r| r.id.as_str())
+        .collect();
+    assert!(duties.len() >= 74, "{}", duties.len());
+    for id in &duties {
+        let r = row(id);
+        assert_eq!(r["duty"], true, "{id}");
+        let cases = r["cases"].as_array().map_or(0, Vec::len);
+        assert_eq!(r["extent"] == "none", cases == 0, "{id}: {r}");
+    }
+    let html = common::cli(&["coverage", "--format", "html"], &[]);
+    let page = String::from_utf8_lossy(&html.stdout);
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains("R75</a>"),
+        "{page}"
+    );
+}
