@@ -536,9 +536,8 @@ fn requirements(root: &plan::PlanNode<'_>, every: Option<&crate::scenario::Expec
             tests.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
         ));
     }
-    let rows = by_req.keys().filter(|(p, _)| p == "R").count();
     out.push_str(&format!(
-        "{} requirement ids cited ({rows} rows of spec-requirements.md)\n",
+        "{} requirement ids cited (entries of specs/requirements.yaml; `oci-conform coverage` shows each with its statement)\n",
         by_req.len()
     ));
     out
