@@ -10,6 +10,7 @@ use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::pack::{self, Loader};
 use crate::plan;
 use crate::schema::{self, FormatSchemas};
+use crate::source;
 use crate::yaml;
 
 /// Checks a pack folder or a single scenario/dataset file.
@@ -20,8 +21,8 @@ pub fn check(target: &Path) -> Diagnostics {
 /// Checks a pack folder or a single file, returning errors and warnings: for a pack, the
 /// warnings are the observable registry MUST / MUST NOT of its version that no case cites.
 pub fn check_all(target: &Path) -> (Diagnostics, Diagnostics) {
-    if target.is_dir() || target.file_name().is_some_and(|n| n == "pack.yaml") {
-        let dir = if target.is_dir() {
+    if source::is_dir(target) || target.file_name().is_some_and(|n| n == "pack.yaml") {
+        let dir = if source::is_dir(target) {
             target.to_path_buf()
         } else {
             target.parent().map(Path::to_path_buf).unwrap_or_default()
@@ -114,14 +115,14 @@ fn declared_schemas(dir: &Path) -> PathBuf {
 }
 
 /// The schemas folder for a single file: the nearest `schemas/` above it that holds the
-/// format schemas, else the one next to the specs folder.
+/// format schemas, else the embedded one.
 fn schemas_near(file: &Path) -> PathBuf {
-    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    abs.ancestors()
+    source::absolute(file)
+        .ancestors()
         .skip(1)
         .map(|d| d.join("schemas"))
-        .find(|d| d.join(schema::SCENARIO).is_file())
-        .unwrap_or_else(|| pack::normalize(&pack::specs_dir(None).join("../schemas")))
+        .find(|d| source::is_file(&d.join(schema::SCENARIO)))
+        .unwrap_or_else(|| Path::new(source::EMBEDDED_ROOT).join("schemas"))
 }
 
 /// Schema problems of the files a pack load read (`run` and `list` refuse what `lint` refuses).
