@@ -242,28 +242,25 @@ pub fn is_live(
         .any(|cond| is_false(cond, &c.pos, &ctx, runtime))
 }
 
-/// Whether a condition is false with the pack's variables and configuration, whatever the
-/// names only a run binds (case variables, captures, answers): it is evaluated with each of
-/// those all true and all false, and counts as false only when both give false.
+/// Whether a condition is false with the pack's variables and configuration alone. Names only a
+/// run binds (case variables, captures, answers, exported values) are left undefined: the
+/// engine's strict templates fail on them, so a condition counts as false only when it is
+/// false without reading them (`upload_status and out_of_order` with `upload_status` false).
 fn is_false(cond: &str, pos: &Pos, ctx: &minijinja::Value, runtime: &HashSet<String>) -> bool {
     let Ok(expr) = Expr::new(cond, pos) else {
         return false;
     };
-    let names = expr.names();
-    [true, false].into_iter().all(|unknown| {
-        let scope: std::collections::BTreeMap<String, minijinja::Value> = names
-            .iter()
-            .map(|n| {
-                let known = ctx
-                    .get_attr(n)
-                    .ok()
-                    .filter(|v| !v.is_undefined() && !runtime.contains(n));
-                (n.clone(), known.unwrap_or(minijinja::Value::from(unknown)))
-            })
-            .collect();
-        expr.eval(&minijinja::Value::from(scope))
-            .is_ok_and(|v| !v.is_true())
-    })
+    let known: std::collections::BTreeMap<String, minijinja::Value> = expr
+        .names()
+        .into_iter()
+        .filter(|n| !runtime.contains(n))
+        .filter_map(|n| {
+            let v = ctx.get_attr(&n).ok().filter(|v| !v.is_undefined())?;
+            Some((n, v))
+        })
+        .collect();
+    expr.eval(&minijinja::Value::from(known))
+        .is_ok_and(|v| !v.is_undefined() && !v.is_true())
 }
 
 /// Lint's requirement checks of one planned pack: errors for an id the catalogue lacks and
@@ -368,6 +365,34 @@ mod tests {
         let mut out = Vec::new();
         visit(&node, &Ctx::default(), &mut out);
         out
+    }
+
+    #[test]
+    fn a_condition_is_false_only_when_the_pack_alone_makes_it_false() {
+        let ctx = crate::template::from_json(
+            &serde_json::json!({"on": true, "off": false, "shared": true}),
+        );
+        let runtime: HashSet<String> = ["shared".to_string()].into();
+        let f = |c: &str| is_false(c, &Pos::default(), &ctx, &runtime);
+        assert!(f("off"));
+        assert!(
+            f("off and answer.ok"),
+            "short-circuits before the unknown name"
+        );
+        assert!(f("not on or off"));
+        assert!(!f("on"));
+        assert!(!f("on and answer.ok"), "an unknown name may be true");
+        assert!(
+            !f("mode == 'x'"),
+            "a comparison with an unknown name is not decided"
+        );
+        assert!(
+            !f("shared and off"),
+            "an exported name is set during the run"
+        );
+        assert!(!f("answer"), "a bare unknown name is not decided");
+        assert!(!f("not answer"));
+        assert!(!f("answer or off"));
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub fn markdown(c: &Coverage) -> String {
     let _ = writeln!(out, "| entries of this version | {} |", n.entries);
     let _ = writeln!(
         out,
-        "| MUST / MUST NOT binding the registry | {} |",
+        "| MUST / MUST NOT binding the registry (alone or with clients) | {} |",
         n.registry_must
     );
     let _ = writeln!(out, "| … observable (yes or partly) | {} |", n.observable);
