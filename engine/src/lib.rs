@@ -3,10 +3,13 @@
 //! The pipeline runs one way, with plain data between stages:
 //! config → pack (scenarios + datasets) → plan → run → results → reports.
 
+pub mod audit;
 pub mod auth;
+pub mod citations;
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod coverage;
 pub mod dataset;
 pub mod de;
 pub mod diag;
@@ -17,6 +20,7 @@ pub mod pack;
 pub mod plan;
 pub mod redact;
 pub mod report;
+pub mod requirements;
 pub mod resolve;
 pub mod results;
 pub mod run;

@@ -33,7 +33,17 @@ fn run_in(exe: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
         }
     }
     cmd.envs(env.iter().copied());
-    cmd.output().expect("run oci-conform")
+    // A copy just written can be busy for a moment (ETXTBSY): a process another test thread
+    // forked meanwhile holds the write handle until it execs. Wait that out.
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.expect("run oci-conform"),
+        }
+    }
+    panic!("{} stayed busy", exe.display())
 }
 
 /// Per test: id, status, where it is written and where each finding was decided.
