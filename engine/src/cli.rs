@@ -45,9 +45,18 @@ Exit codes:
   3  runtime error (an Error result, or outputs could not be written)
   4  conformance failure (at least one FAIL); for `compare`: something regressed";
 
+/// The description of `--help` and of the man page.
+const LONG_ABOUT: &str = "\
+Conformance tests for the OCI Distribution Spec (the HTTP API of container registries), written
+as YAML scenarios run by a generic HTTP assertion engine.
+
+The packs (scenarios, datasets and JSON Schemas of spec versions 1.0, 1.1 and dev) are built into
+the binary, so it runs from any folder; --specs DIR (OCI_SPECS_DIR) runs the packs of a folder
+instead, and `oci-conform packs export DIR` writes the built-in ones out to edit.";
+
 /// Conformance tests for the OCI Distribution Spec, written as YAML scenarios.
 #[derive(Parser, Debug)]
-#[command(name = "oci-conform", version, about, after_help = AFTER_HELP)]
+#[command(name = "oci-conform", version, about, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     /// When to colour the output: auto (on a terminal, unless NO_COLOR is set), always (also
     /// off a terminal and with NO_COLOR set), never.
