@@ -1194,8 +1194,12 @@ pub fn execute(
             .unwrap_or(usize::MAX)
             .max(1),
     };
-    let root = runner.run(plan);
+    let mut root = runner.run(plan);
     let leftovers = runner.clean_up();
+    let requirements = match &pack.catalogue {
+        Some(c) => crate::results::resolve_citations(&mut root, c, &pack.spec_version),
+        None => IndexMap::new(),
+    };
     let cases = root.cases();
     Ok(crate::results::RunResult {
         apis: crate::results::roll_up_apis(&plan.apis, &cases),
@@ -1214,6 +1218,7 @@ pub fn execute(
         registry: config.base_url(),
         leftovers,
         parallel: config.parallel,
+        requirements,
     })
 }
 

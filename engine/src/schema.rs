@@ -27,6 +27,8 @@ pub const PACK: &str = "pack.schema.json";
 pub const ALTERATION: &str = "alteration.schema.json";
 /// Schema of `oci-conformance.yaml` (and of a pack's `defaults`).
 pub const CONFIG: &str = "config.schema.json";
+/// Schema of the requirement catalogue, `specs/requirements.yaml`.
+pub const REQUIREMENTS: &str = "requirements.schema.json";
 
 /// The schema file a kind of file is written against.
 pub fn file_for(kind: FileKind) -> &'static str {
@@ -35,6 +37,7 @@ pub fn file_for(kind: FileKind) -> &'static str {
         FileKind::Scenario => SCENARIO,
         FileKind::Dataset => DATASET,
         FileKind::Alteration => ALTERATION,
+        FileKind::Requirements => REQUIREMENTS,
     }
 }
 

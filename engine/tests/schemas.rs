@@ -16,7 +16,7 @@ use oci_conform::diag::Diagnostic;
 use oci_conform::pack::{self, FileKind, Loader};
 use oci_conform::schema::{self, FormatSchemas};
 use oci_conform::yaml;
-use oci_conform::{dataset, scenario};
+use oci_conform::{dataset, requirements, scenario};
 
 fn schemas_dir() -> PathBuf {
     root().join("schemas")
@@ -49,6 +49,8 @@ fn kind_of(path: &Path) -> FileKind {
         FileKind::Dataset
     } else if rel.starts_with("specs/alterations") {
         FileKind::Alteration
+    } else if path.file_name().is_some_and(|n| n == "requirements.yaml") {
+        FileKind::Requirements
     } else if path.file_name().is_some_and(|n| n == "pack.yaml") {
         FileKind::Pack
     } else {
@@ -89,8 +91,8 @@ fn every_shipped_file_validates_against_its_schema() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(
         kinds.len(),
-        4,
-        "packs, scenarios, datasets and alterations were all checked: {kinds:?}"
+        5,
+        "packs, scenarios, datasets, the catalogue and alterations were all checked: {kinds:?}"
     );
 }
 
@@ -310,6 +312,24 @@ const ROWS: &[Row] = &[
         kind: FileKind::Alteration,
         context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": {"paginate": @}}]}"#,
     },
+    Row {
+        schema: schema::REQUIREMENTS,
+        pointer: "/$defs/catalogue",
+        kind: FileKind::Requirements,
+        context: "@",
+    },
+    Row {
+        schema: schema::REQUIREMENTS,
+        pointer: "/$defs/version",
+        kind: FileKind::Requirements,
+        context: r#"{"versions": [@], "requirements": []}"#,
+    },
+    Row {
+        schema: schema::REQUIREMENTS,
+        pointer: "/$defs/requirement",
+        kind: FileKind::Requirements,
+        context: r#"{"versions": [{"id": "x", "specVersion": "x", "url": "u"}], "requirements": [@]}"#,
+    },
 ];
 
 /// A key no struct has and no field is close to, so the loader lists every field it knows.
@@ -330,6 +350,7 @@ fn load(kind: FileKind, doc: &str, tmp: &TempDir) -> Vec<Diagnostic> {
         FileKind::Dataset => dataset::compile(&node, &mut loader).map(|_| ()),
         FileKind::Pack => pack::load(&tmp.0).map(|_| ()),
         FileKind::Alteration => oci_conform::selftest::alteration::compile_file(&node).map(|_| ()),
+        FileKind::Requirements => requirements::compile(&node, &file).map(|_| ()),
     };
     let mut out = result.err().map(|d| d.0).unwrap_or_default();
     out.extend(loader.diags.0);
@@ -415,6 +436,7 @@ fn the_table_covers_every_schema_object() {
         schema::DATASET,
         schema::PACK,
         schema::ALTERATION,
+        schema::REQUIREMENTS,
     ] {
         let doc = schema_json(name);
         let objects: BTreeSet<String> = doc["$defs"]
