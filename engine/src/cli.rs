@@ -721,7 +721,21 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
 
 /// Reads and compiles the alteration files of a specs folder, checked against their schema.
 fn alterations(specs: &Path) -> Result<Vec<crate::selftest::alteration::Alteration>, Diagnostics> {
+    alterations_and_notes(specs).map(|(a, _)| a)
+}
+
+/// The alterations and the `unprovoked` notes of a specs folder.
+fn alterations_and_notes(
+    specs: &Path,
+) -> Result<
+    (
+        Vec<crate::selftest::alteration::Alteration>,
+        Vec<crate::selftest::alteration::Unprovoked>,
+    ),
+    Diagnostics,
+> {
     let files = pack::alteration_files(specs)?;
+    let notes = crate::selftest::alteration::unprovoked(&files);
     let schemas_dir = pack::normalize(&source::absolute(specs).join("../schemas"));
     let mut diags = Diagnostics::default();
     let compiled = crate::selftest::alteration::compile_all(&files);
@@ -740,7 +754,7 @@ fn alterations(specs: &Path) -> Result<Vec<crate::selftest::alteration::Alterati
         }
     }
     match compiled {
-        Ok(list) if diags.is_empty() => Ok(list),
+        Ok(list) if diags.is_empty() => Ok((list, notes)),
         _ => Err(diags),
     }
 }
@@ -766,12 +780,12 @@ fn selftest(
     ];
     let Loaded { pack, config, .. } = load(&args.config, env, &extra)?;
     let specs = pack::specs_dir(args.config.specs.as_deref());
-    let all = alterations(&specs)?;
+    let (all, notes) = alterations_and_notes(&specs)?;
     let target = args.target.clone().unwrap_or_default();
     if args.list {
         print!(
             "{}",
-            driver::list(&all, &pack, &config, &target).map_err(Diagnostics::from)?
+            driver::list(&all, &notes, &pack, &config, &target).map_err(Diagnostics::from)?
         );
         return Ok(EXIT_OK);
     }

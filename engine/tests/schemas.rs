@@ -313,6 +313,12 @@ const ROWS: &[Row] = &[
         context: r#"{"alterations": [{"id": "a", "kind": "variant", "summary": "s", "edit": {"paginate": @}}]}"#,
     },
     Row {
+        schema: schema::ALTERATION,
+        pointer: "/$defs/unprovoked",
+        kind: FileKind::Alteration,
+        context: r#"{"unprovoked": [@]}"#,
+    },
+    Row {
         schema: schema::REQUIREMENTS,
         pointer: "/$defs/catalogue",
         kind: FileKind::Requirements,

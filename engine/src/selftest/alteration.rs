@@ -804,7 +804,43 @@ struct FileDef {
     schema_version: Option<u32>,
     #[serde(rename = "$schema", default)]
     _schema: Option<String>,
+    #[serde(default)]
     alterations: Vec<Raw>,
+    #[serde(default)]
+    unprovoked: Vec<Located<UnprovokedDef>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnprovokedDef {
+    req: Vec<String>,
+    why: String,
+}
+
+/// Requirements no violation breaks, and why none can be provoked from outside.
+#[derive(Debug, Clone)]
+pub struct Unprovoked {
+    /// The requirement ids.
+    pub req: Vec<String>,
+    /// Why a proxy in front of a registry cannot make a case FAIL on them.
+    pub why: String,
+    /// Where the note is written.
+    pub pos: Pos,
+}
+
+/// The `unprovoked` notes of every alteration file.
+pub fn unprovoked(files: &[(PathBuf, Node)]) -> Vec<Unprovoked> {
+    let mut out = Vec::new();
+    for (_, node) in files {
+        if let Ok(def) = from_node::<FileDef>(node) {
+            out.extend(def.unprovoked.into_iter().map(|u| Unprovoked {
+                req: u.value.req,
+                why: u.value.why,
+                pos: u.pos,
+            }));
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]

@@ -15,7 +15,7 @@
 //! the `because` fragment; else **missed**. A variant is **clean** when no test FAILs or
 //! Errors that did not in the baseline; else **false-fail**.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use serde_json::{json, Value as J};
 
-use super::alteration::{Alteration, Kind};
+use super::alteration::{Alteration, Kind, Unprovoked};
 use super::proxy::{self, Proxy};
 use crate::config::{Config, Tls};
 use crate::diag::{did_you_mean, Diagnostic, Pos};
@@ -809,10 +809,13 @@ pub fn yaml(report: &Report, pack: &Pack, config: &Config, opts: &Options) -> St
     out
 }
 
-/// `selftest --list`: every alteration with its scope, and the requirement ids the pack's
-/// cases cite that no violation breaks.
+/// `selftest --list`: every alteration with its scope; then, over the requirement catalogue,
+/// the observable registry MUST / MUST NOT of the pack's version without a violation that
+/// breaks them (and the notes saying why none can be provoked), or — without a catalogue —
+/// the requirement ids the cases cite that no violation breaks.
 pub fn list(
     all: &[Alteration],
+    notes: &[Unprovoked],
     pack: &Pack,
     config: &Config,
     target: &str,
@@ -852,7 +855,6 @@ pub fn list(
         all.len() - violations,
         pack.spec_version,
     ));
-    // Requirement ids cited by the pack's cases, and which of them no violation breaks.
     let plan = plan::build(pack, config, &[], 1)?;
     let mut cited: IndexMap<String, Vec<String>> = IndexMap::new();
     plan.root.walk(&mut |n, _| {
@@ -877,26 +879,86 @@ pub fn list(
                 .or_insert_with(|| vec!["(every response)".into()]);
         }
     }
-    let broken: HashMap<&str, usize> = all
-        .iter()
-        .filter(|a| a.kind == Kind::Violation)
-        .flat_map(|a| a.req.iter().map(String::as_str))
-        .fold(HashMap::new(), |mut m, r| {
-            *m.entry(r).or_default() += 1;
-            m
-        });
-    let mut missing: Vec<(&String, &Vec<String>)> = cited
-        .iter()
-        .filter(|(r, _)| !broken.contains_key(r.as_str()))
+    let names = pack.names();
+    let breaking = |id: &str| -> Vec<&str> {
+        all.iter()
+            .filter(|a| a.kind == Kind::Violation && a.for_version(&names))
+            .filter(|a| {
+                a.req.iter().any(|r| {
+                    r == id
+                        || pack.catalogue.as_ref().is_some_and(|c| {
+                            c.resolve(r, &pack.spec_version).iter().any(|e| e.id == id)
+                        })
+                })
+            })
+            .map(|a| a.id.as_str())
+            .collect()
+    };
+    let Some(catalogue) = &pack.catalogue else {
+        let mut missing: Vec<(&String, &Vec<String>)> = cited
+            .iter()
+            .filter(|(r, _)| breaking(r).is_empty())
+            .collect();
+        missing.sort_by_key(|(r, _)| req_order(r));
+        out.push_str(&format!(
+            "\nRequirement ids the cases cite without a violation that breaks them ({} of {}; no requirement catalogue next to the pack):\n",
+            missing.len(),
+            cited.len()
+        ));
+        for (r, tests) in missing {
+            out.push_str(&format!("  {r:<6} cited by {}\n", tests.join(", ")));
+        }
+        return Ok(out);
+    };
+    let duties: Vec<_> = catalogue
+        .of_version(&pack.spec_version)
+        .filter(|r| r.is_checkable_duty())
         .collect();
-    missing.sort_by_key(|(r, _)| req_order(r));
+    let mut with = 0;
+    let mut noted = Vec::new();
+    let mut without = Vec::new();
+    for r in &duties {
+        if !breaking(&r.id).is_empty() {
+            with += 1;
+        } else if let Some(n) = notes.iter().find(|n| n.req.contains(&r.id)) {
+            noted.push((*r, n));
+        } else {
+            without.push(*r);
+        }
+    }
     out.push_str(&format!(
-        "\nRequirement ids the cases cite without a violation that breaks them ({} of {}):\n",
-        missing.len(),
-        cited.len()
+        "\nObservable registry MUST / MUST NOT of spec {} in the catalogue: {}; {with} broken by a violation, {} noted as not provokable, {} without either\n",
+        pack.spec_version,
+        duties.len(),
+        noted.len(),
+        without.len()
     ));
-    for (r, tests) in missing {
-        out.push_str(&format!("  {r:<6} cited by {}\n", tests.join(", ")));
+    let line = |r: &crate::requirements::Requirement| {
+        format!(
+            "  {:<6} {:<8} {:<7} {}",
+            r.id,
+            r.level.as_str(),
+            r.observable.as_str(),
+            first_line(&r.statement, 90)
+        )
+    };
+    for (r, n) in &noted {
+        out.push_str(&format!(
+            "{}\n         not provokable ({}): {}\n",
+            line(r),
+            n.pos,
+            first_line(&n.why, 140)
+        ));
+    }
+    for r in &without {
+        out.push_str(&format!(
+            "{}\n         no violation{}\n",
+            line(r),
+            match cited.get(&r.id) {
+                Some(t) => format!("; cited by {}", t.join(", ")),
+                None => "; no case cites it".to_string(),
+            }
+        ));
     }
     Ok(out)
 }
