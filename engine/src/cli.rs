@@ -810,7 +810,11 @@ fn selftest(
         .into());
     }
     let seed = config.seed.unwrap_or_else(random_seed);
-    let report = match driver::run(&pack, &config, chosen, left_out, seed, &opts) {
+    let redactor = Redactor::default();
+    if !config.password.is_empty() {
+        redactor.add_basic(&config.username, &config.password);
+    }
+    let report = match driver::run(&pack, &config, chosen, left_out, seed, &opts, &redactor) {
         Ok(r) => r,
         Err(d) => {
             eprint!("{}", d.render());
@@ -819,11 +823,18 @@ fn selftest(
     };
     print!(
         "{}",
-        driver::table(&report, color.enabled(std::io::stdout().is_terminal()))
+        redactor.scrub(&driver::table(
+            &report,
+            color.enabled(std::io::stdout().is_terminal())
+        ))
     );
     let file = PathBuf::from(&config.results_dir).join("selftest.yaml");
-    let written = std::fs::create_dir_all(&config.results_dir)
-        .and_then(|()| std::fs::write(&file, driver::yaml(&report, &pack, &config, &opts)));
+    let written = std::fs::create_dir_all(&config.results_dir).and_then(|()| {
+        std::fs::write(
+            &file,
+            redactor.scrub(&driver::yaml(&report, &pack, &config, &opts)),
+        )
+    });
     if let Err(e) = written {
         eprintln!("error: cannot write {}: {e}", file.display());
         return Ok(EXIT_RUNTIME);

@@ -220,6 +220,9 @@ pub fn repo_for(repo: &str, label: &str) -> String {
 }
 
 /// Runs the self-test: the baseline, then every alteration.
+///
+/// `redactor` learns the run's secrets (credentials, tokens) and scrubs every file written;
+/// scrub the table and selftest.yaml with it too.
 pub fn run(
     pack: &Pack,
     config: &Config,
@@ -227,6 +230,7 @@ pub fn run(
     not_applicable: Vec<String>,
     seed: u64,
     opts: &Options,
+    redactor: &Redactor,
 ) -> Result<Report, Diagnostic> {
     let t0 = Instant::now();
     let dir = PathBuf::from(&config.results_dir).join("selftest");
@@ -240,10 +244,19 @@ pub fn run(
     });
     drop(full);
 
-    let whole_pack = alterations.iter().any(|a| a.run_filter(&ids).is_empty());
+    // An alteration whose tests are not in the pack is a row that does not hold, without a run.
+    let unrunnable: Vec<Option<String>> = alterations.iter().map(|a| unrunnable(a, &ids)).collect();
+    let runnable = || {
+        alterations
+            .iter()
+            .zip(&unrunnable)
+            .filter(|(_, u)| u.is_none())
+            .map(|(a, _)| a)
+    };
+    let whole_pack = runnable().any(|a| a.run_filter(&ids).is_empty());
     let mut base_filter: Vec<String> = Vec::new();
     if !whole_pack {
-        for a in &alterations {
+        for a in runnable() {
             for f in a.run_filter(&ids) {
                 if !base_filter.contains(&f) {
                     base_filter.push(f);
@@ -256,6 +269,7 @@ pub fn run(
         config,
         opts,
         dir: dir.clone(),
+        redactor,
     };
     if !opts.quiet {
         eprintln!(
@@ -275,7 +289,11 @@ pub fn run(
             }
         );
     }
-    let baseline = ctx.run_once("baseline", seed, &base_filter, Vec::new());
+    let baseline = if runnable().next().is_some() {
+        ctx.run_once("baseline", seed, &base_filter, Vec::new())
+    } else {
+        Outcome::none()
+    };
     if let Some(e) = &baseline.error {
         return Err(Diagnostic::new(Pos::default(), format!("baseline: {e}")));
     }
@@ -290,7 +308,7 @@ pub fn run(
         .with_hint("raise --run-timeout, or check that the registry answers"));
     }
     if let Some(r) = &baseline.result {
-        let _ = crate::report::write_all(&dir.join("baseline"), r, &Redactor::default());
+        let _ = crate::report::write_all(&dir.join("baseline"), r, redactor);
     }
     let baseline_failures: Vec<(String, Status, String)> = baseline
         .tests
@@ -326,6 +344,20 @@ pub fn run(
                     return;
                 };
                 let a = &alterations[i];
+                if let Some(why) = &unrunnable[i] {
+                    let row = Row {
+                        reason: why.clone(),
+                        verdict: match a.kind {
+                            Kind::Violation => Verdict::Missed,
+                            Kind::Variant => Verdict::FalseFail,
+                        },
+                        ..verdict(a, &Outcome::none(), &Outcome::none(), &ids, false)
+                    };
+                    if let Ok(mut r) = rows.lock() {
+                        r[i] = Some((row, None));
+                    }
+                    continue;
+                }
                 let out = ctx.run_once(
                     &a.id,
                     seed + 1 + i as u64,
@@ -362,7 +394,7 @@ pub fn run(
     // A row that does not hold counts only once it does not hold alone either.
     if opts.runs > 1 {
         for (i, (row, kept)) in rows.iter_mut().enumerate() {
-            if row.verdict.holds() {
+            if row.verdict.holds() || unrunnable[i].is_some() {
                 continue;
             }
             let a = &alterations[i];
@@ -383,10 +415,13 @@ pub fn run(
         if let Some(out) = kept {
             let d = dir.join(&row.id);
             if let Some(r) = &out.result {
-                let _ = crate::report::write_all(&d, r, &Redactor::default());
+                let _ = crate::report::write_all(&d, r, redactor);
             }
             let _ = std::fs::create_dir_all(&d);
-            let _ = std::fs::write(d.join("proxy.log"), out.log.join("\n") + "\n");
+            let _ = std::fs::write(
+                d.join("proxy.log"),
+                redactor.scrub(&(out.log.join("\n") + "\n")),
+            );
         }
     }
     Ok(Report {
@@ -407,6 +442,7 @@ struct Ctx<'a> {
     config: &'a Config,
     opts: &'a Options,
     dir: PathBuf,
+    redactor: &'a Redactor,
 }
 
 impl Ctx<'_> {
@@ -453,7 +489,7 @@ impl Ctx<'_> {
             Ok(p) => p,
             Err(d) => return failed(d.message),
         };
-        let redactor = Redactor::default();
+        let redactor = self.redactor.clone();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let timed_out = std::sync::atomic::AtomicBool::new(false);
         let result = std::thread::scope(|s| {
@@ -524,7 +560,7 @@ impl Ctx<'_> {
             registry: self.config.base_url(),
             ..crate::http::ClientConfig::default()
         };
-        let Ok(client) = crate::http::Client::new(cfg, Redactor::default()) else {
+        let Ok(client) = crate::http::Client::new(cfg, self.redactor.clone()) else {
             return;
         };
         for left in leftovers {
@@ -603,6 +639,33 @@ fn verdict(a: &Alteration, base: &Outcome, run: &Outcome, ids: &[String], rerun:
         }
     }
     row
+}
+
+/// Why an alteration cannot run: a `caught_by` or `filter` prefix that names no test.
+fn unrunnable(a: &Alteration, ids: &[String]) -> Option<String> {
+    let none = |p: &str| !ids.iter().any(|id| id.starts_with(p));
+    if let Some(c) = a.caught_by.iter().find(|c| none(&c.value)) {
+        return Some(format!("no test `{}` in the pack ({})", c.value, c.pos));
+    }
+    a.filter
+        .iter()
+        .find(|f| none(f))
+        .map(|f| format!("its filter `{f}` names no test of the pack ({})", a.pos))
+}
+
+impl Outcome {
+    /// No run at all (nothing to compare with, nothing altered).
+    fn none() -> Self {
+        Outcome {
+            tests: IndexMap::new(),
+            result: None,
+            applied: 0,
+            log: Vec::new(),
+            timed_out: false,
+            duration: Duration::ZERO,
+            error: None,
+        }
+    }
 }
 
 /// Why a violation was not caught, as precisely as the runs tell.
