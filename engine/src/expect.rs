@@ -96,35 +96,7 @@ pub struct CheckEnv<'a> {
 /// The status codes a status spec accepts.
 pub fn status_set(spec: &ValueTmpl, ctx: &Value) -> Result<Vec<u16>, Diagnostic> {
     let v = to_json(&spec.eval(ctx)?).unwrap_or_default();
-    let list = match v {
-        serde_json::Value::Array(items) => items,
-        other => vec![other],
-    };
-    let mut codes = Vec::new();
-    for x in &list {
-        // A class such as "4xx" stands for all its codes.
-        if let Some(class) = x
-            .as_str()
-            .and_then(|s| s.trim().strip_suffix("xx"))
-            .and_then(|d| d.parse::<u16>().ok())
-            .filter(|d| (1..=5).contains(d))
-        {
-            codes.extend(class * 100..class * 100 + 100);
-            continue;
-        }
-        let code = x
-            .as_u64()
-            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
-            .and_then(|n| u16::try_from(n).ok())
-            .ok_or_else(|| {
-                Diagnostic::new(
-                    spec.pos(),
-                    format!("`{x}` is not a status code (or a class such as 4xx)"),
-                )
-            })?;
-        codes.push(code);
-    }
-    Ok(codes)
+    crate::scenario::status_codes(&v, &spec.pos())
 }
 
 /// Runs every header, body and assertion check of `expect` (the status is checked by the runner).
@@ -622,45 +594,13 @@ fn json_check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::de::Raw;
     use crate::yaml::parse;
 
     fn matcher(src: &str) -> MatcherSpec {
-        let n = parse(Path::new("m.yaml"), &format!("m: {src}\n")).unwrap();
-        let raw = Raw(n.get("m").unwrap().clone());
-        let node = crate::yaml::Node {
-            value: crate::yaml::Value::Map(vec![(
-                crate::yaml::Node::synthetic(crate::yaml::Value::Str("headers".into())),
-                crate::yaml::Node::synthetic(crate::yaml::Value::Map(vec![(
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("X".into())),
-                    raw.0,
-                )])),
-            )]),
-            pos: Pos::default(),
-        };
-        let wrapped = crate::yaml::Node {
-            value: crate::yaml::Value::Map(vec![
-                (
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("name".into())),
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("t".into())),
-                ),
-                (
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("steps".into())),
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Seq(vec![
-                        crate::yaml::Node {
-                            value: crate::yaml::Value::Map(vec![(
-                                crate::yaml::Node::synthetic(crate::yaml::Value::Str(
-                                    "expect".into(),
-                                )),
-                                node,
-                            )]),
-                            pos: Pos::default(),
-                        },
-                    ])),
-                ),
-            ]),
-            pos: Pos::default(),
-        };
+        let text = format!(
+            "name: t\nsteps:\n  - request: {{method: GET, url: /}}\n    expect: {{headers: {{X: {src}}}}}\n"
+        );
+        let node = parse(Path::new("m.yaml"), &text).unwrap();
         struct NoFiles;
         impl crate::scenario::Resolver for NoFiles {
             fn resolve(
@@ -671,7 +611,7 @@ mod tests {
                 Err(Diagnostic::new(f.clone(), p))
             }
         }
-        let spec = crate::scenario::compile_node(&wrapped, &mut NoFiles).unwrap();
+        let spec = crate::scenario::compile_node(&node, &mut NoFiles).unwrap();
         let crate::scenario::NodeBody::Case(mut c) = spec.body else {
             panic!()
         };
