@@ -248,6 +248,16 @@ fn load(
     })
 }
 
+/// The plan check (`crate::check`): a typo in a template is an error before anything is sent.
+fn checked(plan: &plan::Plan<'_>, pack: &Pack) -> Result<(), Diagnostics> {
+    let problems = crate::check::plan(plan, pack.every_response.as_ref(), &pack.schemas_dir);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 fn random_seed() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -270,6 +280,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     } = load(&args.config, env, &extra)?;
     let seed = config.seed.unwrap_or_else(random_seed);
     let plan = plan::build(&pack, &config, &filters, seed)?;
+    checked(&plan, &pack)?;
     let redactor = Redactor::default();
     let client = Client::new(
         ClientConfig {
@@ -409,6 +420,7 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
         filters,
     } = load(&args.config, env, &[])?;
     let plan = plan::build(&pack, &config, &filters, config.seed.unwrap_or(1))?;
+    checked(&plan, &pack)?;
     if args.by_requirement {
         print!("{}", requirements(&plan.root, pack.every_response.as_ref()));
         return Ok(EXIT_OK);

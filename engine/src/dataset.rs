@@ -576,13 +576,8 @@ impl Generator<'_, '_> {
                 None => vec![None],
                 Some((var, e)) => {
                     let list = e.eval(&scope.context())?;
-                    list.try_iter()
-                        .map_err(|err| {
-                            Diagnostic::new(
-                                e.pos.clone(),
-                                format!("`for_each` needs a list: {err}"),
-                            )
-                        })?
+                    crate::scenario::list_items(e, &list)?
+                        .into_iter()
                         .enumerate()
                         .map(|(i, v)| Some((var.clone(), v, i)))
                         .collect()

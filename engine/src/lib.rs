@@ -4,6 +4,7 @@
 //! config → pack (scenarios + datasets) → plan → run → results → reports.
 
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod content;

@@ -418,13 +418,9 @@ impl<'p> Planner<'p> {
             None => vec![None],
             Some((var, e)) => {
                 let list = e.eval(&ctx)?;
-                let iter = list.try_iter().map_err(|err| {
-                    Diagnostic::new(
-                        e.pos.clone(),
-                        format!("`for_each` needs a list, got {}: {err}", list.kind()),
-                    )
-                })?;
-                iter.enumerate()
+                crate::scenario::list_items(e, &list)?
+                    .into_iter()
+                    .enumerate()
                     .map(|(i, v)| Some((var.clone(), v, i)))
                     .collect()
             }

@@ -479,12 +479,12 @@ impl Runner<'_> {
                 return Flow::Stop;
             }
         };
-        let Ok(iter) = items.try_iter() else {
-            st.scenario_error(&Diagnostic::new(
-                list.pos.clone(),
-                format!("`for_each` needs a list, got {}", items.kind()),
-            ));
-            return Flow::Stop;
+        let iter = match crate::scenario::list_items(list, &items) {
+            Ok(items) => items,
+            Err(d) => {
+                st.scenario_error(&d);
+                return Flow::Stop;
+            }
         };
         // With a loop, `when` is checked for each item, after earlier items ran.
         for item in iter {
@@ -666,7 +666,8 @@ impl Runner<'_> {
             let flow = self.evaluate(step, &request, &resp, frame, st, level);
             if state(st) == before {
                 st.created.1 += 1;
-                self.track(step, frame, resp.status, st.created);
+                let at = st.created;
+                self.track(step, frame, &resp, at, st);
             }
             return flow;
         }
@@ -693,8 +694,23 @@ impl Runner<'_> {
     ///
     /// Whatever statuses a step accepts, only a 2xx creates and only a 2xx or 404 deletes: a
     /// step may accept `405` as "deletion disabled", but then the content is still there.
-    fn track(&self, step: &StepSpec, frame: &Arc<Scope>, status: u16, at: (usize, usize)) {
-        let ctx = frame.context();
+    ///
+    /// Both are rendered with the answer in scope (`response.digest`); one that cannot be
+    /// rendered is a scenario error, not a resource quietly left out of the cleanup.
+    fn track(
+        &self,
+        step: &StepSpec,
+        frame: &Arc<Scope>,
+        resp: &Response,
+        at: (usize, usize),
+        st: &mut CaseState,
+    ) {
+        if step.creates.is_none() && step.deletes.is_none() {
+            return;
+        }
+        let status = resp.status;
+        let (rframe, _) = response_frame(frame, resp);
+        let ctx = rframe.context();
         let absolute = |u: String| {
             let u = if u.starts_with('/') {
                 format!("{}{u}", self.base)
@@ -704,15 +720,17 @@ impl Runner<'_> {
             u.split('?').next().unwrap_or_default().to_string()
         };
         let success = (200..300).contains(&status);
-        if let Some(Ok(u)) = step.creates.as_ref().map(|t| t.render(&ctx)) {
-            if success {
-                self.resources.created(absolute(u), at);
-            }
+        match step.creates.as_ref().map(|t| t.render(&ctx)) {
+            Some(Ok(u)) if success => self.resources.created(absolute(u), at),
+            Some(Err(d)) => st.scenario_error(&d),
+            _ => {}
         }
-        if let Some(Ok(u)) = step.deletes.as_ref().map(|t| t.render(&ctx)) {
-            if success || matches!(status, 404 | 410) {
+        match step.deletes.as_ref().map(|t| t.render(&ctx)) {
+            Some(Ok(u)) if success || matches!(status, 404 | 410) => {
                 self.resources.deleted(&absolute(u));
             }
+            Some(Err(d)) => st.scenario_error(&d),
+            _ => {}
         }
     }
 
@@ -1071,6 +1089,20 @@ fn body_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
     }
 }
 
+/// The fields of `response` in templates (the plan check gives a stand-in the same fields).
+pub const RESPONSE_FIELDS: [&str; 10] = [
+    "status",
+    "links",
+    "url",
+    "headers",
+    "header_values",
+    "location",
+    "text",
+    "json",
+    "size",
+    "digest",
+];
+
 /// A frame holding `response` for templates, and the parsed JSON body (or why it is not JSON).
 fn response_frame(
     frame: &Arc<Scope>,
@@ -1184,6 +1216,19 @@ mod tests {
             .into_iter()
             .map(|c| (c.id.clone(), c.status, c.reason.clone()))
             .collect()
+    }
+
+    #[test]
+    fn the_response_of_templates_has_the_fields_the_check_knows() {
+        let frame = Scope::root(IndexMap::new());
+        let (f, _) = response_frame(&frame, &Response::default());
+        let response = f.lookup("response").unwrap();
+        let keys: Vec<String> = response
+            .try_iter()
+            .unwrap()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(keys, RESPONSE_FIELDS);
     }
 
     #[test]

@@ -773,6 +773,26 @@ fn params_spec(diags: &mut Diagnostics, node: &Node, top: bool) -> Vec<ParamSpec
     out
 }
 
+/// The items a `for_each` expression evaluated to: a list (or what a filter yields). A string
+/// or a mapping iterates too (characters, keys), but that is never what a scenario means.
+pub fn list_items(
+    e: &Expr,
+    v: &minijinja::value::Value,
+) -> Result<Vec<minijinja::value::Value>, Diagnostic> {
+    use minijinja::value::ValueKind as K;
+    let items = match v.kind() {
+        K::Seq | K::Iterable => v.try_iter().ok(),
+        _ => None,
+    };
+    items.map(Iterator::collect).ok_or_else(|| {
+        Diagnostic::new(
+            e.pos.clone(),
+            format!("`for_each` needs a list, found {}", describe(v)),
+        )
+        .with_hint("one copy is made per item of a list, e.g. `{blob: dataset.blobs}`")
+    })
+}
+
 /// A value's kind and text for messages: "the string `yes`".
 pub fn describe(v: &minijinja::value::Value) -> String {
     use minijinja::value::ValueKind as K;

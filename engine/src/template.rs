@@ -209,7 +209,7 @@ impl Expr {
 
 /// The error for the first undefined name a template reads, placed at the name.
 fn undefined_error(pos: &Pos, src: &str, names: &names::Names, ctx: &Value) -> Option<Diagnostic> {
-    let m = names.missing(ctx, &|_| false).into_iter().next()?;
+    let m = names.missing(ctx, &names::Known).into_iter().next()?;
     let mut d = Diagnostic::new(names::position(pos, src, m.offset), m.message);
     d.hint = m.hint;
     Some(d)

@@ -45,6 +45,47 @@ impl Seg {
     }
 }
 
+/// A condition a read depends on: `b` in `a and b` is only read when `a` is true, `x` in
+/// `y if c else x` only when `c` is false.
+pub struct Guard {
+    expr: Arc<minijinja::Expression<'static, 'static>>,
+    src: &'static str,
+    /// The truth value under which the read happens.
+    when: bool,
+    names: std::sync::OnceLock<Names>,
+}
+
+impl Guard {
+    /// The variables the condition reads.
+    pub fn names(&self) -> &Names {
+        self.names.get_or_init(|| Names::of_expr(self.src))
+    }
+
+    /// The condition's truth value in `ctx`, when it can be evaluated.
+    pub fn eval(&self, ctx: &Value) -> Option<Value> {
+        self.expr.eval(ctx.clone()).ok()
+    }
+}
+
+/// How [`Names::missing`] sees values it cannot know: the plan check gives stand-ins for
+/// answers to come; at run time everything is known.
+pub trait Oracle {
+    /// Whether `v` stands for a value not known yet (its attributes are not checked).
+    fn opaque(&self, _v: &Value) -> bool {
+        false
+    }
+
+    /// Whether `g` holds in `ctx`; None when that is not known (then the read counts).
+    fn holds(&self, g: &Guard, ctx: &Value) -> Option<bool> {
+        g.eval(ctx).map(|v| v.is_true())
+    }
+}
+
+/// Everything is known (run time).
+pub struct Known;
+
+impl Oracle for Known {}
+
 /// One place a template reads a variable path.
 struct PathRef {
     root: Root,
@@ -55,6 +96,8 @@ struct PathRef {
     ends: Vec<usize>,
     /// Read on purpose as perhaps undefined: only the parts before the last must exist.
     optional: bool,
+    /// The conditions under which the read happens (`a and b` reads `b` only when `a`).
+    guards: Vec<Arc<Guard>>,
 }
 
 /// The variable paths one template or expression reads.
@@ -112,6 +155,7 @@ impl Names {
         let mut w = Walker {
             src,
             refs: Vec::new(),
+            guards: Vec::new(),
             bound: vec![HashSet::new()],
             complete: true,
         };
@@ -131,9 +175,9 @@ impl Names {
         })
     }
 
-    /// The paths `ctx` leaves undefined, at most one per path. `opaque` says which values
-    /// stand for something not known yet (an answer to come): their attributes are not checked.
-    pub fn missing(&self, ctx: &Value, opaque: &dyn Fn(&Value) -> bool) -> Vec<Missing> {
+    /// The paths `ctx` leaves undefined, at most one per path; a read that a condition
+    /// known to be false skips (`a and b.c` with `a` false) is not reported.
+    pub fn missing(&self, ctx: &Value, oracle: &dyn Oracle) -> Vec<Missing> {
         let mut out: Vec<Missing> = Vec::new();
         if !self.complete {
             return out;
@@ -142,13 +186,58 @@ impl Names {
             if !r.optional && self.covered(r) {
                 continue;
             }
-            if let Some(m) = self.check(r, ctx, opaque) {
-                if !out.iter().any(|o| o.written == m.written) {
+            if let Some(m) = self.check(r, ctx, &|v| oracle.opaque(v)) {
+                let skipped = r
+                    .guards
+                    .iter()
+                    .any(|g| oracle.holds(g, ctx).is_some_and(|h| h != g.when));
+                if !skipped && !out.iter().any(|o| o.written == m.written) {
                     out.push(m);
                 }
             }
         }
         out
+    }
+
+    /// Whether a path the template reads goes through a value `oracle` finds opaque (or ends
+    /// on a list or mapping holding one): then the template's result depends on the run.
+    pub fn reaches_opaque(&self, ctx: &Value, oracle: &dyn Oracle) -> bool {
+        let holds = |v: &Value| {
+            oracle.opaque(v)
+                || (matches!(v.kind(), ValueKind::Map | ValueKind::Seq)
+                    && v.try_iter().is_ok_and(|mut it| {
+                        it.any(|k| {
+                            let child = if v.kind() == ValueKind::Map {
+                                v.get_item(&k).unwrap_or_default()
+                            } else {
+                                k
+                            };
+                            oracle.opaque(&child)
+                        })
+                    }))
+        };
+        self.refs.iter().any(|r| {
+            let mut cur = match &r.root {
+                Root::Var(name) => ctx.get_attr(name).unwrap_or_default(),
+                Root::Call(e) => match e.eval(ctx.clone()) {
+                    Ok(v) => v,
+                    Err(_) => return false,
+                },
+            };
+            for seg in &r.segs {
+                if oracle.opaque(&cur) {
+                    return true;
+                }
+                if cur.kind() != ValueKind::Map {
+                    break;
+                }
+                cur = match seg {
+                    Seg::Attr(a) => cur.get_attr(a).unwrap_or_default(),
+                    Seg::Key(k) => cur.get_item(&Value::from(k.as_str())).unwrap_or_default(),
+                };
+            }
+            holds(&cur)
+        })
     }
 
     /// Whether an optional read covers `r`: `x.y if x is defined` reads `x.y` only when `x`
@@ -312,6 +401,8 @@ struct Ctx {
 struct Walker<'s> {
     src: &'s str,
     refs: Vec<PathRef>,
+    /// The conditions the expression being visited is under.
+    guards: Vec<Arc<Guard>>,
     /// Names the template binds itself (`{% for x in … %}`, `{% set %}`), innermost last.
     bound: Vec<HashSet<String>>,
     complete: bool,
@@ -359,8 +450,14 @@ impl Walker<'_> {
             }
             ast::Stmt::IfCond(i) => {
                 self.expr(&i.expr, Ctx::default());
-                self.stmts(&i.true_body);
-                self.stmts(&i.false_body);
+                match self.guard(&i.expr, true) {
+                    Some(g) => self.under(g, |w| w.stmts(&i.true_body)),
+                    None => self.stmts(&i.true_body),
+                }
+                match self.guard(&i.expr, false) {
+                    Some(g) => self.under(g, |w| w.stmts(&i.false_body)),
+                    None => self.stmts(&i.false_body),
+                }
             }
             ast::Stmt::WithBlock(w) => {
                 self.bound.push(HashSet::new());
@@ -417,7 +514,15 @@ impl Walker<'_> {
                     self.membership(&b.left, &b.right);
                 }
                 self.expr(&b.left, Ctx::default());
-                self.expr(&b.right, Ctx::default());
+                let when = match b.op {
+                    ast::BinOpKind::ScAnd => Some(true),
+                    ast::BinOpKind::ScOr => Some(false),
+                    _ => None,
+                };
+                match when.and_then(|w| self.guard(&b.left, w)) {
+                    Some(g) => self.under(g, |w| w.expr(&b.right, Ctx::default())),
+                    None => self.expr(&b.right, Ctx::default()),
+                }
             }
             ast::Expr::Compare(c) => {
                 if let [op] = c.ops.as_slice() {
@@ -432,9 +537,15 @@ impl Walker<'_> {
             }
             ast::Expr::IfExpr(i) => {
                 self.expr(&i.test_expr, Ctx::default());
-                self.expr(&i.true_expr, Ctx::default());
+                match self.guard(&i.test_expr, true) {
+                    Some(g) => self.under(g, |w| w.expr(&i.true_expr, Ctx::default())),
+                    None => self.expr(&i.true_expr, Ctx::default()),
+                }
                 if let Some(f) = &i.false_expr {
-                    self.expr(f, Ctx::default());
+                    match self.guard(&i.test_expr, false) {
+                        Some(g) => self.under(g, |w| w.expr(f, Ctx::default())),
+                        None => self.expr(f, Ctx::default()),
+                    }
                 }
             }
             ast::Expr::Filter(f) => {
@@ -467,6 +578,29 @@ impl Walker<'_> {
                 }
             }
         }
+    }
+
+    /// A guard made of condition `cond`.
+    fn guard(&self, cond: &ast::Expr<'_>, when: bool) -> Option<Arc<Guard>> {
+        let span = cond.span();
+        let text = self
+            .src
+            .get(span.start_offset as usize..span.end_offset as usize)?;
+        let leaked: &'static str = Box::leak(text.to_string().into_boxed_str());
+        let expr = super::env().compile_expression(leaked).ok()?;
+        Some(Arc::new(Guard {
+            expr: Arc::new(expr),
+            src: leaked,
+            when,
+            names: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Visits with one more condition in force.
+    fn under(&mut self, g: Arc<Guard>, f: impl FnOnce(&mut Self)) {
+        self.guards.push(g);
+        f(self);
+        self.guards.pop();
     }
 
     /// `'k' in x` reads `x['k']` on purpose as optional.
@@ -556,6 +690,7 @@ impl Walker<'_> {
             start: span.start_offset as usize,
             ends,
             optional,
+            guards: self.guards.clone(),
         });
         true
     }
@@ -571,7 +706,7 @@ mod tests {
 
     fn missing(names: &Names, json: serde_json::Value) -> Vec<String> {
         names
-            .missing(&ctx(json), &|_| false)
+            .missing(&ctx(json), &Known)
             .into_iter()
             .map(|m| {
                 format!(
@@ -604,6 +739,34 @@ mod tests {
             ["`blob['sise']` is undefined: `blob` has no `sise` (did you mean `size`?)"]
         );
         assert!(missing(&Names::of_expr("range(3) | list"), scope).is_empty());
+    }
+
+    #[test]
+    fn reads_a_false_condition_skips_are_not_reported() {
+        let scope = serde_json::json!({"off": false, "on": true});
+        for src in [
+            "off and nope",
+            "on or nope",
+            "nope if off else 1",
+            "1 if on else nope",
+        ] {
+            assert!(
+                missing(&Names::of_expr(src), scope.clone()).is_empty(),
+                "{src}"
+            );
+        }
+        for src in ["on and nope", "off or nope", "nope if on else 1"] {
+            assert_eq!(
+                missing(&Names::of_expr(src), scope.clone()).len(),
+                1,
+                "{src}"
+            );
+        }
+        assert!(missing(
+            &Names::of_template("{% if off %}{{ nope }}{% endif %}"),
+            scope.clone()
+        )
+        .is_empty());
     }
 
     #[test]
@@ -644,9 +807,15 @@ mod tests {
         let r = ctx(scope.clone()).get_attr("r").unwrap();
         let json = r.get_attr("json").unwrap();
         // `r.json` stands for a body not received yet: its keys are not known.
-        assert!(n.missing(&ctx(scope.clone()), &|v| v == &json).is_empty());
+        struct Opaque(Value);
+        impl Oracle for Opaque {
+            fn opaque(&self, v: &Value) -> bool {
+                v == &self.0
+            }
+        }
+        assert!(n.missing(&ctx(scope.clone()), &Opaque(json)).is_empty());
         assert_eq!(
-            n.missing(&ctx(scope), &|_| false).len(),
+            n.missing(&ctx(scope), &Known).len(),
             0,
             "empty maps are not compared"
         );
@@ -661,7 +830,7 @@ mod tests {
         let pos = Pos::new(&Arc::new(file), 2, 8);
         let src = "/v2/{{ rpeo }}/x";
         let n = Names::of_template(src);
-        let m = &n.missing(&ctx(serde_json::json!({"repo": 1})), &|_| false)[0];
+        let m = &n.missing(&ctx(serde_json::json!({"repo": 1})), &Known)[0];
         assert_eq!(position(&pos, src, m.offset).col, 16);
     }
 }
