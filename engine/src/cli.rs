@@ -44,6 +44,43 @@ Exit codes:
   4  conformance failure (at least one FAIL); for `compare`: something regressed";
 
 /// Conformance tests for the OCI Distribution Spec, written as YAML scenarios.
+
+/// `print!`, `println!`, `eprint!` and `eprintln!` without their panic when the reader has
+/// gone (`oci-conform list | head`): the output just ends.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        written(std::io::Write::write_fmt(&mut std::io::stdout(), format_args!($($arg)*)))
+    };
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        out!("{}\n", format_args!($($arg)*))
+    };
+}
+macro_rules! err {
+    ($($arg:tt)*) => {
+        written(std::io::Write::write_fmt(&mut std::io::stderr(), format_args!($($arg)*)))
+    };
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        err!("{}\n", format_args!($($arg)*))
+    };
+}
+
+/// The outcome of writing to stdout or stderr: a closed pipe is the reader's choice and ends
+/// the output quietly; anything else is said on stderr (if that still works).
+fn written(r: std::io::Result<()>) {
+    if let Err(e) = r {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("error: cannot write output: {e}\n"),
+            );
+        }
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "oci-conform", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -135,6 +172,10 @@ struct ListArgs {
     /// List the requirement ids (R45, …) the plan checks, each with the tests that cite it.
     #[arg(long)]
     by_requirement: bool,
+    /// Also show where each test is written and the parameters of the files it uses, then
+    /// every parameter the used files declare (type, default, doc).
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Args, Debug)]
@@ -170,7 +211,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(d) => {
-            eprint!("{}", d.render());
+            err!("{}", d.render());
             EXIT_BAD_INPUT
         }
     }
@@ -221,7 +262,7 @@ fn load(
     let flags = flag_layer(args, extra)?;
     let sources = config::gather(env, &cwd, flags)?;
     for w in &sources.warnings {
-        eprintln!("{w}");
+        errln!("{w}");
     }
     let version = sources.version();
     let specs = pack::specs_dir(args.specs.as_deref());
@@ -311,7 +352,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     };
     let progress = Progress::new(total, mode, args.verbose, colors(tty), redactor.clone());
     if !args.quiet {
-        eprintln!(
+        errln!(
             "oci-conform {} · spec {} · {} · {total} tests · seed {seed}",
             env!("CARGO_PKG_VERSION"),
             pack.spec_version,
@@ -356,7 +397,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     };
     let dir = PathBuf::from(&config.results_dir);
     let written = report::write_all(&dir, &result, &redactor);
-    println!(
+    outln!(
         "{}",
         redactor.scrub(&report::console::summary(
             &result,
@@ -364,11 +405,11 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         ))
     );
     if let Err(e) = written {
-        eprintln!("error: cannot write results to {}: {e}", dir.display());
+        errln!("error: cannot write results to {}: {e}", dir.display());
         return Ok(EXIT_RUNTIME);
     }
     if !args.quiet {
-        eprintln!(
+        errln!(
             "Results written to {}: {}",
             dir.display(),
             report::FILES.join(", ")
@@ -422,7 +463,7 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
     let plan = plan::build(&pack, &config, &filters, config.seed.unwrap_or(1))?;
     checked(&plan, &pack)?;
     if args.by_requirement {
-        print!("{}", requirements(&plan.root, pack.every_response.as_ref()));
+        out!("{}", requirements(&plan.root, pack.every_response.as_ref()));
         return Ok(EXIT_OK);
     }
     let mut out = String::new();
@@ -466,15 +507,92 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
                 out.push('\n');
             }
         }
+        if args.verbose && (matches!(n.kind, PlanKind::Case(_)) || !n.params.is_empty()) {
+            out.push_str(&format!("{indent}    at {}", n.source));
+            if !n.params.is_empty() {
+                let params: Vec<String> = n
+                    .params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", shown(v)))
+                    .collect();
+                out.push_str(&format!(" · {}", params.join(", ")));
+            }
+            out.push('\n');
+        }
     });
-    print!("{out}");
-    println!(
+    if args.verbose {
+        out.push_str(&declared_params(&pack.root));
+    }
+    out!("{out}");
+    outln!(
         "{} tests in {} · spec {}",
         plan.root.case_count(),
         crate::diag::display_path(&pack.dir),
         pack.spec_version
     );
     Ok(EXIT_OK)
+}
+
+/// A parameter value in one short line: a dataset item by its name, long lists by length.
+fn shown(v: &minijinja::value::Value) -> String {
+    use minijinja::value::ValueKind as K;
+    match v.kind() {
+        K::Map => match v.get_attr("name") {
+            Ok(n) if !n.is_undefined() => format!("<{n}>"),
+            _ => "{…}".to_string(),
+        },
+        K::Seq if v.len().unwrap_or(0) > 4 => format!("[{} items]", v.len().unwrap_or(0)),
+        K::String => format!("{:?}", v.as_str().unwrap_or_default()),
+        K::Bool => v.is_true().to_string(),
+        _ => v.to_string(),
+    }
+}
+
+/// Every parameter the files used in the tree declare, file by file.
+fn declared_params(root: &crate::scenario::NodeSpec) -> String {
+    fn walk<'a>(n: &'a crate::scenario::NodeSpec, out: &mut Vec<&'a crate::scenario::NodeSpec>) {
+        if let Some(u) = &n.uses {
+            if !u.node.params.is_empty() && !out.iter().any(|o| std::ptr::eq(*o, &*u.node)) {
+                out.push(&u.node);
+            }
+            walk(&u.node, out);
+        }
+        if let crate::scenario::NodeBody::Group(items) = &n.body {
+            for i in items {
+                walk(i, out);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    let mut out = String::from("\nParameters of the used files:\n");
+    for f in files {
+        let file = f
+            .pos
+            .file
+            .as_ref()
+            .map(|p| crate::diag::display_path(p))
+            .unwrap_or_default();
+        out.push_str(&format!("  {file}\n"));
+        for p in &f.params {
+            let default = p
+                .default
+                .as_ref()
+                .map(|d| match d {
+                    crate::template::ValueTmpl::Const(c, _) => format!(" = {}", shown(c)),
+                    crate::template::ValueTmpl::Expr(e) => format!(" = {{{{ {} }}}}", e.src),
+                    _ => " = (a template)".to_string(),
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "    {:<16} {:<30} {}\n",
+                p.name,
+                format!("{}{default}", p.type_.as_str()),
+                p.doc
+            ));
+        }
+    }
+    out
 }
 
 /// Requirement id → the tests citing it (case-level `req`), in id order, with a count line.
@@ -551,11 +669,11 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
         fresh
     });
     if diags.is_empty() {
-        println!("ok: {checked} target(s) checked");
+        outln!("ok: {checked} target(s) checked");
         Ok(EXIT_OK)
     } else {
-        eprint!("{}", diags.render());
-        eprintln!("{} problem(s) found", diags.0.len());
+        err!("{}", diags.render());
+        errln!("{} problem(s) found", diags.0.len());
         Ok(EXIT_BAD_INPUT)
     }
 }
@@ -566,12 +684,12 @@ fn compare(args: &CompareArgs) -> i32 {
     let (old, new) = match loaded {
         Ok(pair) => pair,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_BAD_INPUT;
         }
     };
     let c = report::compare::compare(&old, &new);
-    print!(
+    out!(
         "{}",
         report::compare::render(&c, &old, &new, colors(std::io::stdout().is_terminal()))
     );

@@ -15,7 +15,7 @@ use minijinja::value::Value;
 
 use crate::content::Store;
 use crate::diag::{Diagnostic, Pos};
-use crate::expect::{self, excerpt, CheckEnv, Schemas};
+use crate::expect::{self, CheckEnv, Schemas};
 use crate::http::{Client, Exchange, Recv, ReqBody, Request, Response};
 use crate::plan::{Plan, PlanKind, PlanNode};
 use crate::results::{CaseResult, Finding, GroupResult, ResultNode, Status};
@@ -130,10 +130,16 @@ struct CaseState {
     declined: usize,
     /// MUST-level problems met while cleaning up (recorded as warnings, yet the step failed).
     cleanup_failures: usize,
+    /// The `name:` of the innermost named step running, which leads its findings.
+    step: Option<String>,
 }
 
 impl CaseState {
     fn finding(&mut self, level: Level, message: String, pos: &Pos, req: Vec<String>) {
+        let message = match &self.step {
+            Some(name) => format!("{name}: {message}"),
+            None => message,
+        };
         let f = Finding {
             message,
             source: pos.to_string(),
@@ -516,7 +522,25 @@ impl Runner<'_> {
         }
     }
 
+    /// Runs a step whose `when` holds, its `name:` (rendered for this item) leading the
+    /// findings it makes.
     fn step_body(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
+        let outer = st.step.clone();
+        if let Some(n) = &step.name {
+            match n.render(&frame.context()) {
+                Ok(name) => st.step = Some(name),
+                Err(d) => {
+                    st.scenario_error(&d);
+                    return Flow::Stop;
+                }
+            }
+        }
+        let flow = self.step_inner(step, frame, st);
+        st.step = outer;
+        flow
+    }
+
+    fn step_inner(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
         for (k, v) in &step.set {
             match v.eval(&frame.context()) {
                 Ok(val) => st.set(frame, k, val),
@@ -1014,6 +1038,7 @@ impl CaseState {
             created: (0, 0),
             declined: 0,
             cleanup_failures: 0,
+            step: None,
         }
     }
 }
@@ -1085,7 +1110,7 @@ fn body_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
     if resp.body.is_empty() {
         String::new()
     } else {
-        format!(" (body: {})", excerpt(&resp.body))
+        format!(" (body: {})", crate::expect::response_excerpt(resp))
     }
 }
 
