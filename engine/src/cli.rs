@@ -43,8 +43,6 @@ Exit codes:
   3  runtime error (an Error result, or outputs could not be written)
   4  conformance failure (at least one FAIL); for `compare`: something regressed";
 
-/// Conformance tests for the OCI Distribution Spec, written as YAML scenarios.
-
 /// `print!`, `println!`, `eprint!` and `eprintln!` without their panic when the reader has
 /// gone (`oci-conform list | head`): the output just ends.
 macro_rules! out {
@@ -81,6 +79,7 @@ fn written(r: std::io::Result<()>) {
     }
 }
 
+/// Conformance tests for the OCI Distribution Spec, written as YAML scenarios.
 #[derive(Parser, Debug)]
 #[command(name = "oci-conform", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
