@@ -439,7 +439,7 @@ impl Checker<'_> {
                 self.matcher(m, ctx);
             }
             if let Some(s) = &b.schema {
-                if !self.schemas.join(&s.value).is_file() {
+                if !crate::source::is_file(&self.schemas.join(&s.value)) {
                     self.report(Diagnostic::new(
                         s.pos.clone(),
                         format!(

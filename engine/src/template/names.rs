@@ -361,7 +361,7 @@ pub fn position(pos: &Pos, src: &str, offset: usize) -> Pos {
     let Some(file) = &pos.file else {
         return pos.clone();
     };
-    let Ok(text) = std::fs::read_to_string(file.as_path()) else {
+    let Ok(text) = crate::source::read_to_string(file.as_path()) else {
         return pos.clone();
     };
     let Some(line) = text.lines().nth((pos.line as usize).saturating_sub(1)) else {
