@@ -851,12 +851,18 @@ fn describe_scope(scope: &Arc<Scope>) -> String {
         .iter()
         .take(3)
         .map(|(k, v)| {
-            let shown = v
-                .get_attr("name")
-                .ok()
-                .filter(|n| !n.is_undefined())
-                .unwrap_or_else(|| v.clone())
-                .to_string();
+            // An item by its name; another mapping or list only by its kind.
+            let shown = match v.get_attr("name").ok().filter(|n| !n.is_undefined()) {
+                Some(n) => n.to_string(),
+                None if matches!(
+                    v.kind(),
+                    minijinja::value::ValueKind::Map | minijinja::value::ValueKind::Seq
+                ) =>
+                {
+                    crate::scenario::describe(v)
+                }
+                None => v.to_string(),
+            };
             format!("{k}={}", shown.chars().take(60).collect::<String>())
         })
         .collect();

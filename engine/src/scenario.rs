@@ -806,8 +806,20 @@ pub fn describe(v: &minijinja::value::Value) -> String {
         K::Undefined => return "undefined".into(),
         _ => "the value",
     };
-    let text: String = v.to_string().chars().take(60).collect();
-    format!("{kind} `{text}`")
+    match v.kind() {
+        K::Map => {
+            let keys: Vec<String> = v
+                .try_iter()
+                .map(|it| it.take(4).map(|k| format!("`{k}`")).collect())
+                .unwrap_or_default();
+            format!("a mapping (keys {})", keys.join(", "))
+        }
+        K::Seq => format!("a list of {}", v.len().unwrap_or(0)),
+        _ => {
+            let text: String = v.to_string().chars().take(60).collect();
+            format!("{kind} `{text}`")
+        }
+    }
 }
 
 /// Checks the `with:` of a use site against the parameters the used file declares: an unknown
@@ -1368,9 +1380,7 @@ fn unread_captures(diags: &mut Diagnostics, case: &CaseSpec) {
             );
             diags.push(match crate::diag::did_you_mean(name, names) {
                 Some(s) => d.with_hint(format!("the case reads `{s}`: is one of them misspelt?")),
-                None => d.with_hint(
-                    "a value set or captured lives until the case ends; remove it, or read it",
-                ),
+                None => d.with_hint("a capture lives until the case ends; remove it, or read it"),
             });
         }
     }
@@ -1513,7 +1523,17 @@ fn matcher(diags: &mut Diagnostics, raw: &Raw) -> Option<MatcherSpec> {
             regex::Regex::new(&format!("^(?:{})$", m.value))
                 .map(|r| (r, m.value.clone()))
                 .map_err(|e| {
-                    Diagnostic::new(m.pos.clone(), format!("invalid regular expression: {e}"))
+                    // The regex crate's message spans lines; its last line says what is wrong.
+                    let why = e.to_string();
+                    let why = why
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ");
+                    Diagnostic::new(
+                        m.pos.clone(),
+                        format!("invalid regular expression `{}`: {why}", m.value),
+                    )
                 }),
         )
     });

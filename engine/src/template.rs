@@ -218,10 +218,10 @@ fn undefined_error(pos: &Pos, src: &str, names: &names::Names, ctx: &Value) -> O
 /// A failed evaluation as a diagnostic: an undefined name is named (minijinja only says
 /// "undefined value"), anything else keeps minijinja's message.
 fn failure(pos: &Pos, src: &str, names: &names::Names, ctx: &Value, e: &MjError) -> Diagnostic {
-    if e.kind() == ErrorKind::UndefinedError {
-        if let Some(d) = undefined_error(pos, src, names, ctx) {
-            return d;
-        }
+    // An undefined value fails in many ways (`2 * sise`: "unsupported types number and
+    // undefined"); the undefined name is what to fix.
+    if let Some(d) = undefined_error(pos, src, names, ctx) {
+        return d;
     }
     template_error(pos, src, e)
 }

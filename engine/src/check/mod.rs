@@ -316,8 +316,9 @@ impl Checker<'_> {
         let items = match crate::scenario::list_items(list, &ev.value) {
             Ok(items) => items,
             Err(d) => {
+                // Reported once; the steps are still checked, with a stand-in for the item.
                 self.report(d);
-                return;
+                vec![stub::unknown()]
             }
         };
         for item in items.into_iter().take(MAX_ITEMS) {
