@@ -18,6 +18,12 @@ use crate::yaml;
 
 /// Checks a pack folder or a single scenario/dataset file.
 pub fn check(target: &Path) -> Diagnostics {
+    check_all(target).0
+}
+
+/// Checks a pack folder or a single file, returning errors and warnings: for a pack, the
+/// warnings are the observable registry MUST / MUST NOT of its version that no case cites.
+pub fn check_all(target: &Path) -> (Diagnostics, Diagnostics) {
     if source::is_dir(target) || target.file_name().is_some_and(|n| n == "pack.yaml") {
         let dir = if source::is_dir(target) {
             target.to_path_buf()
@@ -25,6 +31,21 @@ pub fn check(target: &Path) -> Diagnostics {
             target.parent().map(Path::to_path_buf).unwrap_or_default()
         };
         return check_pack(&dir);
+    }
+    if target.file_name().is_some_and(|n| n == "requirements.yaml") {
+        let mut loader = Loader::default();
+        let diags = match crate::requirements::load(target) {
+            Ok(_) => Diagnostics::default(),
+            Err(d) => d,
+        };
+        loader.files.push(target.to_path_buf());
+        loader
+            .kinds
+            .insert(target.to_path_buf(), pack::FileKind::Requirements);
+        return (
+            with_schema_problems(diags, &loader, &schemas_near(target)),
+            Diagnostics::default(),
+        );
     }
     let mut loader = Loader::default();
     let from = Pos::file(target);
@@ -40,22 +61,30 @@ pub fn check(target: &Path) -> Diagnostics {
             diags.push(d);
         }
     }
-    with_schema_problems(diags, &loader, &schemas_near(target))
+    (
+        with_schema_problems(diags, &loader, &schemas_near(target)),
+        Diagnostics::default(),
+    )
 }
 
-fn check_pack(dir: &Path) -> Diagnostics {
+fn check_pack(dir: &Path) -> (Diagnostics, Diagnostics) {
     let mut loader = Loader::default();
-    let (diags, schemas_dir) = match pack::load_with(dir, &mut loader) {
-        Ok(pack) => (plan_problems(&pack, dir), pack.schemas_dir),
-        Err(d) => (d, declared_schemas(dir)),
+    let (diags, warnings, schemas_dir) = match pack::load_with(dir, &mut loader) {
+        Ok(pack) => {
+            let (errors, warnings) = plan_problems(&pack, dir, &loader);
+            (errors, warnings, pack.schemas_dir)
+        }
+        Err(d) => (d, Diagnostics::default(), declared_schemas(dir)),
     };
-    with_schema_problems(diags, &loader, &schemas_dir)
+    (with_schema_problems(diags, &loader, &schemas_dir), warnings)
 }
 
-/// What planning the pack runs into, and what the plan check finds, under each configuration
-/// of [`variants`]; a problem only the second finds says so.
-fn plan_problems(pack: &pack::Pack, dir: &Path) -> Diagnostics {
+/// What planning the pack runs into and what the plan check finds, under each configuration
+/// of [`variants`] (a problem only the second finds says so); and, with the defaults, what its
+/// citations of the requirement catalogue do (errors, then the coverage gap as warnings).
+fn plan_problems(pack: &pack::Pack, dir: &Path, loader: &Loader) -> (Diagnostics, Diagnostics) {
     let mut diags = Diagnostics::default();
+    let mut warnings = Diagnostics::default();
     let mut first: Vec<String> = Vec::new();
     for (i, (label, layer)) in variants().into_iter().enumerate() {
         let sources = config::Sources {
@@ -64,7 +93,24 @@ fn plan_problems(pack: &pack::Pack, dir: &Path) -> Diagnostics {
         };
         let found = match config::resolve(&sources, &pack.defaults, &pack.spec_version) {
             Ok(cfg) => match plan::build(pack, &cfg, &[], 1) {
-                Ok(plan) => check::plan(&plan, pack.every_response.as_ref(), &pack.schemas_dir).0,
+                Ok(plan) => {
+                    let mut found =
+                        check::plan(&plan, pack.every_response.as_ref(), &pack.schemas_dir).0;
+                    if let (0, Some(cat)) = (i, &pack.catalogue) {
+                        let cites = crate::citations::collect(loader);
+                        let runtime = crate::citations::exported_names(loader);
+                        let (e, w) = crate::citations::check(
+                            cat,
+                            &pack.spec_version,
+                            &cites,
+                            &runtime,
+                            &plan,
+                        );
+                        found.extend(e.0);
+                        warnings = w;
+                    }
+                    found
+                }
                 Err(d) => vec![d],
             },
             Err(d) => vec![Diagnostic::new(
@@ -88,7 +134,7 @@ fn plan_problems(pack: &pack::Pack, dir: &Path) -> Diagnostics {
             diags.push(d);
         }
     }
-    diags
+    (diags, warnings)
 }
 
 /// The configurations a pack is planned with: its defaults (what users run), and every switch

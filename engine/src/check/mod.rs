@@ -459,6 +459,12 @@ impl Checker<'_> {
     }
 
     fn matcher(&mut self, m: &MatcherSpec, ctx: &Value) {
+        // A matcher whose condition is false with the plan's values is never applied.
+        if let Some(w) = &m.when {
+            if self.condition(w, ctx) == Some(false) {
+                return;
+            }
+        }
         if let Some(p) = &m.present {
             let ev = self.value(p, ctx);
             if ev.known && !is_presence(&ev.value) {
