@@ -165,15 +165,7 @@ impl CaseState {
 
     fn scenario_error(&mut self, d: &Diagnostic) {
         if self.error.is_none() {
-            self.error = Some(format!(
-                "scenario error at {}: {}{}",
-                d.pos,
-                d.message,
-                d.hint
-                    .as_ref()
-                    .map(|h| format!(" ({h})"))
-                    .unwrap_or_default()
-            ));
+            self.error = Some(scenario_error_text(d));
         }
     }
 }
@@ -313,10 +305,7 @@ impl Walk<'_, '_> {
                     Ok(true) => {}
                     Ok(false) => return None,
                     Err(d) => {
-                        forced = Some((
-                            Status::Error,
-                            format!("scenario error at {}: {}", d.pos, d.message),
-                        ));
+                        forced = Some((Status::Error, scenario_error_text(&d)));
                     }
                 }
             }
@@ -332,18 +321,12 @@ impl Walk<'_, '_> {
                         );
                         forced = Some(match why {
                             Ok(w) => (Status::Skip, w),
-                            Err(d) => (
-                                Status::Error,
-                                format!("scenario error at {}: {}", d.pos, d.message),
-                            ),
+                            Err(d) => (Status::Error, scenario_error_text(&d)),
                         });
                         break;
                     }
                     Err(d) => {
-                        forced = Some((
-                            Status::Error,
-                            format!("scenario error at {}: {}", d.pos, d.message),
-                        ));
+                        forced = Some((Status::Error, scenario_error_text(&d)));
                         break;
                     }
                 }
@@ -1042,6 +1025,16 @@ impl CaseState {
             cleanup_failures: 0,
             step: None,
         }
+    }
+}
+
+/// A scenario problem met while running, as the reason of an Error: where it is written (every
+/// template carries its file:line:col), what is wrong, and the hint.
+fn scenario_error_text(d: &Diagnostic) -> String {
+    if d.pos.file.is_some() || d.pos.is_known() {
+        format!("scenario error at {d}")
+    } else {
+        format!("scenario error: {d}")
     }
 }
 
