@@ -1,7 +1,9 @@
 //! The typo corpus: each file under engine/tests/typos/ (see its README) makes one typo in a
-//! small pack shaped like the shipped ones (engine/tests/typos/fixture/). Every typo must make
-//! `lint` exit 2 naming the mistake at its file:line, and make `run` refuse the pack (exit 2)
-//! before anything is sent: no typo may leave a run green with its check gone.
+//! small pack shaped like the shipped ones (engine/tests/typos/fixture/); each file under
+//! engine/tests/typos/shipped/ makes one in a copy of the shipped packs (the examples of the
+//! issue that asked for these checks). Every typo must make `lint` exit 2 naming the mistake
+//! at its file:line, and make `run` refuse the pack (exit 2) before anything is sent: no typo
+//! may leave a run green with its check gone.
 
 mod common;
 
@@ -46,10 +48,9 @@ fn texts(node: &Node, key: &str, name: &str) -> Vec<String> {
     }
 }
 
-fn corpus() -> Vec<Typo> {
-    let dir = root().join("engine/tests/typos");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("engine/tests/typos")
+fn corpus(dir: &Path, lint: &str) -> Vec<Typo> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("the corpus folder")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
@@ -61,7 +62,7 @@ fn corpus() -> Vec<Typo> {
             let node = yaml::load(f).unwrap_or_else(|d| panic!("{d}"));
             let mut commands = texts(&node, "commands", &name);
             if commands.is_empty() {
-                commands.push("lint specs/t".into());
+                commands.push(lint.into());
             }
             Typo {
                 file: text(&node, "file", &name),
@@ -90,10 +91,26 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A fresh copy of the fixture (with the repository's schemas) in a temporary folder.
-fn fixture() -> TempDir {
+/// Where a corpus makes its typos.
+#[derive(Clone, Copy)]
+enum Base {
+    /// The small pack of engine/tests/typos/fixture/ (with the repository's schemas).
+    Fixture,
+    /// The repository's specs/, datasets/ and schemas/.
+    Shipped,
+}
+
+/// A fresh copy of `base` in a temporary folder.
+fn fresh(base: Base) -> TempDir {
     let dir = TempDir::new("typo");
-    copy_dir(&root().join("engine/tests/typos/fixture"), &dir.0);
+    match base {
+        Base::Fixture => copy_dir(&root().join("engine/tests/typos/fixture"), &dir.0),
+        Base::Shipped => {
+            for d in ["specs", "datasets"] {
+                copy_dir(&root().join(d), &dir.join(d));
+            }
+        }
+    }
     copy_dir(&root().join("schemas"), &dir.join("schemas"));
     dir
 }
@@ -107,7 +124,13 @@ fn oci(dir: &Path, args: &str) -> (Option<i32>, String) {
             cmd.env_remove(k);
         }
     }
-    let out = cmd.env("NO_COLOR", "1").output().expect("run oci-conform");
+    // A run that wrongly gets past loading fails fast against a closed port.
+    let out = cmd
+        .env("NO_COLOR", "1")
+        .env("OCI_REGISTRY", "127.0.0.1:9")
+        .env("OCI_TLS", "disabled")
+        .output()
+        .expect("run oci-conform");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -116,16 +139,14 @@ fn oci(dir: &Path, args: &str) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-const RUN: &str = "run --specs specs --spec-version t";
-
 #[test]
 fn the_fixture_is_clean_and_runs() {
-    let dir = fixture();
+    let dir = fresh(Base::Fixture);
     let (code, out) = oci(&dir.0, "lint specs/t");
     assert_eq!(code, Some(0), "{out}");
     // Against the closed port of its configuration every request fails: the run goes on to the
     // end (FAIL, exit 4), which is what a typo must prevent.
-    let (code, out) = oci(&dir.0, RUN);
+    let (code, out) = oci(&dir.0, "run --specs specs --spec-version t");
     assert_eq!(code, Some(4), "{out}");
     assert!(
         out.contains("Total.........................:         13"),
@@ -135,7 +156,7 @@ fn the_fixture_is_clean_and_runs() {
 
 #[test]
 fn every_typo_is_an_error_at_its_place_before_anything_is_sent() {
-    let typos = corpus();
+    let typos = corpus(&root().join("engine/tests/typos"), "lint specs/t");
     assert!(typos.len() >= 30, "the corpus has {} typos", typos.len());
     // The kinds span the four kinds of input.
     let area = |t: &Typo| match t.file.as_str() {
@@ -147,23 +168,51 @@ fn every_typo_is_an_error_at_its_place_before_anything_is_sent() {
     for a in ["config", "dataset", "pack", "scenario"] {
         assert!(typos.iter().any(|t| area(t) == a), "no {a} typo");
     }
+    let problems = check_all(&typos, Base::Fixture, "run --specs specs --spec-version t");
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+#[test]
+fn the_issue_examples_are_errors_in_the_shipped_pack() {
+    let typos = corpus(&root().join("engine/tests/typos/shipped"), "lint specs/1.1");
+    assert!(
+        typos.len() >= 10,
+        "the shipped corpus has {} typos",
+        typos.len()
+    );
+    let problems = check_all(
+        &typos,
+        Base::Shipped,
+        "run --specs specs --spec-version 1.1",
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// Checks every typo, a few at a time.
+fn check_all(typos: &[Typo], base: Base, run: &str) -> Vec<String> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let chunks: Vec<&[Typo]> = typos.chunks(typos.len().div_ceil(threads)).collect();
-    let problems: Vec<String> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
-            .map(|chunk| s.spawn(move || chunk.iter().filter_map(check).collect::<Vec<_>>()))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|t| check(t, base, run))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         handles
             .into_iter()
             .flat_map(|h| h.join().expect("no panic"))
             .collect()
-    });
-    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    })
 }
 
 /// What is wrong with how the binary takes one typo, if anything.
-fn check(t: &Typo) -> Option<String> {
+fn check(t: &Typo, base: Base, run: &str) -> Option<String> {
     let name = &t.name;
     let located = t.expect.iter().any(|f| {
         let mut parts = f.rsplitn(3, ':');
@@ -175,7 +224,7 @@ fn check(t: &Typo) -> Option<String> {
     if !located {
         return Some(format!("{name}: `expect` names no file:line:col"));
     }
-    let dir = fixture();
+    let dir = fresh(base);
     let path = dir.join(&t.file);
     let original = std::fs::read_to_string(&path).unwrap_or_default();
     if original.matches(&t.find).count() != 1 {
@@ -184,7 +233,7 @@ fn check(t: &Typo) -> Option<String> {
     std::fs::write(&path, original.replacen(&t.find, &t.replace, 1)).unwrap();
     let mut commands = t.commands.clone();
     if t.run {
-        commands.push(RUN.to_string());
+        commands.push(run.to_string());
     }
     for (i, c) in commands.iter().enumerate() {
         let (code, out) = oci(&dir.0, c);
