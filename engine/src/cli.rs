@@ -81,9 +81,18 @@ fn written(r: std::io::Result<()>) {
     }
 }
 
+/// The description of `--help` and of the man page.
+const LONG_ABOUT: &str = "\
+Conformance tests for the OCI Distribution Spec (the HTTP API of container registries), written
+as YAML scenarios run by a generic HTTP assertion engine.
+
+The packs (scenarios, datasets and JSON Schemas of spec versions 1.0, 1.1 and dev) are built into
+the binary, so it runs from any folder; --specs DIR (OCI_SPECS_DIR) runs the packs of a folder
+instead, and `oci-conform packs export DIR` writes the built-in ones out to edit.";
+
 /// Conformance tests for the OCI Distribution Spec, written as YAML scenarios.
 #[derive(Parser, Debug)]
-#[command(name = "oci-conform", version, about, after_help = AFTER_HELP)]
+#[command(name = "oci-conform", version, about, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     /// When to colour the output: auto (on a terminal, unless NO_COLOR is set), always (also
     /// off a terminal and with NO_COLOR set), never.
@@ -829,11 +838,17 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
         fresh
     });
     if diags.is_empty() {
+        let embedded = paths.iter().all(|p| source::is_embedded(p));
+        let what = if embedded {
+            " (the packs built into this binary)"
+        } else {
+            ""
+        };
         if warnings.is_empty() {
-            outln!("ok: {checked} target(s) checked");
+            outln!("ok: {checked} target(s) checked{what}");
         } else {
             outln!(
-                "ok: {checked} target(s) checked; {} warning(s): observable registry MUST / MUST NOT no case checks (`oci-conform coverage` lists them)",
+                "ok: {checked} target(s) checked{what}; {} warning(s): observable registry MUST / MUST NOT no case checks (`oci-conform coverage` lists them)",
                 warnings.0.len()
             );
         }

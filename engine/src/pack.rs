@@ -200,7 +200,7 @@ impl Loader {
             .as_ref()
             .and_then(|f| f.parent().map(Path::to_path_buf))
             .unwrap_or_default();
-        normalize(&base.join(path))
+        source::confine(&base, normalize(&base.join(path)))
     }
 
     fn enter(&mut self, path: &Path, from: &Pos, kind: FileKind) -> Result<Node, Diagnostic> {
