@@ -362,7 +362,11 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         .collect();
 
     let mut datasets = Vec::new();
-    for d in &def.datasets {
+    let dataset_nodes = match node.get("datasets").map(|n| &n.value) {
+        Some(Y::Seq(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    for (i, d) in def.datasets.iter().enumerate() {
         let path = loader.path_from(&d.use_.value, &d.use_.pos);
         let Ok(spec) = loader.dataset_file(&path, &d.use_.pos).map_err(|e| {
             if e.message != REPORTED {
@@ -371,6 +375,10 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         }) else {
             continue;
         };
+        diags.0.extend(dataset::check_with(
+            &spec,
+            dataset_nodes.get(i).and_then(|n| n.get("with")),
+        ));
         let with = d
             .with
             .iter()
