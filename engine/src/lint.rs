@@ -131,7 +131,7 @@ fn check_alterations(target: &Path) -> Diagnostics {
     diags
 }
 
-/// `caught_by` prefixes that name no test of a pack the alteration applies to.
+/// `caught_by` and `filter` prefixes that name no test of a pack the alteration applies to.
 fn caught_by_problems(
     all: &[crate::selftest::alteration::Alteration],
     specs: &Path,
@@ -168,11 +168,16 @@ fn caught_by_problems(
         });
         let names = pack.names();
         for a in all.iter().filter(|a| a.for_version(&names)) {
-            for c in &a.caught_by {
-                if !ids.iter().any(|id| id.starts_with(c.value.as_str())) {
+            let prefixes = a
+                .caught_by
+                .iter()
+                .map(|c| (c.value.clone(), c.pos.clone()))
+                .chain(a.filter.iter().map(|f| (f.clone(), a.pos.clone())));
+            for (prefix, pos) in prefixes {
+                if !ids.iter().any(|id| id.starts_with(prefix.as_str())) {
                     missing
-                        .entry((c.pos.to_string(), c.value.clone()))
-                        .or_insert_with(|| (c.pos.clone(), Vec::new()))
+                        .entry((pos.to_string(), prefix.clone()))
+                        .or_insert_with(|| (pos.clone(), Vec::new()))
                         .1
                         .push(pack.spec_version.clone());
                 }
