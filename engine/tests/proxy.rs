@@ -208,3 +208,235 @@ fn an_upstream_that_does_not_answer_is_a_502_and_unknown_alterations_are_refused
         common::text(&o)
     );
 }
+
+/// The edits a registry cannot show by itself, on a stub upstream: pages served by the proxy,
+/// rotating upload URLs, a cache that keeps what was deleted, occurrences, answers cut short,
+/// chunked framing, and redirects to a path the proxy serves.
+#[test]
+fn the_stateful_edits_do_what_they_say() {
+    use common::fake::{Action, FakeServer, Resp};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let deleted = Arc::new(AtomicBool::new(false));
+    let gone = deleted.clone();
+    let upstream = FakeServer::start(move |req| {
+        let p = req.path.as_str();
+        let json = |s: u16, b: &str| {
+            Action::Respond(Resp::new(s, b.as_bytes()).header("Content-Type", "application/json"))
+        };
+        if p.starts_with("/v2/r/tags/list") {
+            json(200, r#"{"name":"r","tags":["a","b","c","d","e"]}"#)
+        } else if p.starts_with("/v2/r/blobs/uploads/") {
+            Action::Respond(
+                Resp::new(202, b"").header("Location", "/v2/r/blobs/uploads/u1?_state=x"),
+            )
+        } else if p == "/v2/r/manifests/m" && req.method == "DELETE" {
+            gone.store(true, Ordering::SeqCst);
+            json(202, "")
+        } else if p == "/v2/r/manifests/m" {
+            if gone.load(Ordering::SeqCst) {
+                json(
+                    404,
+                    r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"x"}]}"#,
+                )
+            } else {
+                json(200, r#"{"schemaVersion":2}"#)
+            }
+        } else if p == "/v2/r/blobs/sha256:b" {
+            Action::Respond(Resp::new(200, &[b'z'; 5000]))
+        } else {
+            json(404, r#"{"errors":[{"code":"NAME_UNKNOWN","message":"x"}]}"#)
+        }
+    });
+    let dir = TempDir::new("proxy-edits");
+    std::fs::create_dir_all(dir.join("specs/alterations")).unwrap();
+    std::fs::write(
+        dir.join("specs/alterations/test.yaml"),
+        r#"schemaVersion: 1
+alterations:
+  - id: pages
+    kind: variant
+    summary: tag lists in pages of two
+    match: {method: GET, path: /tags/list$}
+    edit: {paginate: {list: /tags, size: 2, cursor: last, limit: n, by: value}}
+  - id: turns
+    kind: variant
+    summary: upload URLs rotate
+    match: {path: /blobs/uploads/}
+    edit:
+      rotate:
+        param: turn
+        location: /blobs/uploads/
+        refuse: {status: 404, body: {json: {errors: [{code: BLOB_UPLOAD_UNKNOWN, message: old}]}}}
+  - id: cache
+    kind: violation
+    summary: deleted manifests stay
+    match: {method: GET, path: /manifests/}
+    edit: {stale: true}
+    caught_by: [x]
+  - id: second
+    kind: violation
+    summary: the second blob GET is cut after 10 bytes, the third chunked
+    rules:
+      - match: {method: GET, path: "/blobs/sha256:", nth: 2}
+        edit: {cut: 10}
+      - match: {method: GET, path: "/blobs/sha256:", nth: 3}
+        edit: {chunked: true}
+    caught_by: [x]
+  - id: redirected
+    kind: variant
+    summary: blob GETs redirected
+    rules:
+      - match: {method: GET, path: '^/v2/.+/blobs/sha256:[a-z]+$', status: 200}
+        edit: {status: 307, headers: {set: {Location: "/_redirected{{ request.target }}"}}, body: {empty: true}}
+      - match: {path: ^/_redirected(/.*)$}
+        edit: {forward: {path: "{{ captures[1] }}"}}
+"#,
+    )
+    .unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let specs = dir.join("specs");
+    let start = |apply: &str| {
+        let log = dir.join(&format!("{apply}.log"));
+        let child = Command::new(bin())
+            .args([
+                "proxy",
+                "--upstream",
+                &upstream.addr,
+                "--listen",
+                &addr,
+                "--apply",
+                apply,
+            ])
+            .arg("--specs")
+            .arg(&specs)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the proxy");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ProxyProcess {
+            child,
+            addr: addr.clone(),
+            log,
+        }
+    };
+    let base = format!("http://{addr}");
+
+    // Pages of two, the Link leading on until the list ends; n=0 is empty, without a Link.
+    let p = start("pages");
+    let mut url = format!("{base}/v2/r/tags/list?n=3");
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (status, h, body) = parse(&curl(&["-i", &url]));
+        assert_eq!(status, 200);
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let tags = doc["tags"].as_array().unwrap().clone();
+        assert!(tags.len() <= 2, "{doc}");
+        seen.extend(tags);
+        match header(&h, "link") {
+            Some(l) => {
+                let next = l.trim_start_matches('<').split('>').next().unwrap();
+                assert!(next.contains("n=3") && next.contains("last="), "{l}");
+                url = format!("{base}{next}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    let (_, h, body) = parse(&curl(&["-i", &format!("{base}/v2/r/tags/list?n=0")]));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["tags"],
+        serde_json::json!([])
+    );
+    assert!(header(&h, "link").is_none());
+    drop(p);
+
+    // Each answer hands out a new upload URL; the previous one is refused.
+    let p = start("turns");
+    let (_, h, _) = parse(&curl(&[
+        "-i",
+        "-X",
+        "POST",
+        &format!("{base}/v2/r/blobs/uploads/"),
+    ]));
+    let first = header(&h, "location").unwrap().to_string();
+    assert!(first.contains("turn=t1"), "{first}");
+    let abs = |l: &str| {
+        if l.starts_with('/') {
+            format!("{base}{l}")
+        } else {
+            l.to_string()
+        }
+    };
+    let (status, h, _) = parse(&curl(&["-i", "-X", "PATCH", "--data", "x", &abs(&first)]));
+    assert_eq!(status, 202);
+    let second = header(&h, "location").unwrap().to_string();
+    assert!(second.contains("turn=t2"), "{second}");
+    let (status, _, body) = parse(&curl(&["-i", "-X", "PATCH", "--data", "x", &abs(&first)]));
+    assert_eq!(status, 404, "the old URL is refused");
+    assert!(String::from_utf8_lossy(&body).contains("BLOB_UPLOAD_UNKNOWN"));
+    drop(p);
+
+    // A deleted manifest is still served from the cache.
+    let p = start("cache");
+    let m = format!("{base}/v2/r/manifests/m");
+    assert_eq!(parse(&curl(&["-i", &m])).0, 200);
+    assert_eq!(parse(&curl(&["-i", "-X", "DELETE", &m])).0, 202);
+    let (status, _, body) = parse(&curl(&["-i", &m]));
+    assert_eq!((status, body), (200, br#"{"schemaVersion":2}"#.to_vec()));
+    drop(p);
+
+    // The first GET whole, the second cut short (curl: transfer closed early), the third chunked.
+    let p = start("second");
+    let b = format!("{base}/v2/r/blobs/sha256:b");
+    assert_eq!(parse(&curl(&["-i", &b])).2.len(), 5000);
+    let cut = curl(&["-i", &b]);
+    assert_eq!(
+        cut.status.code(),
+        Some(18),
+        "partial transfer: {}",
+        text_of(&cut)
+    );
+    let (_, h, body) = parse(&curl(&["-i", &b]));
+    assert_eq!(header(&h, "transfer-encoding"), Some("chunked"));
+    assert!(header(&h, "content-length").is_none());
+    assert_eq!(body.len(), 5000, "curl decodes the chunks");
+    drop(p);
+
+    // A redirect to a path the proxy serves from upstream.
+    let p = start("redirected");
+    let (status, h, _) = parse(&curl(&["-i", &b]));
+    assert_eq!(status, 307);
+    assert_eq!(
+        header(&h, "location"),
+        Some("/_redirected/v2/r/blobs/sha256:b")
+    );
+    let followed = curl(&[
+        "-L",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        &b,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "200 5000");
+    drop(p);
+}
+
+fn text_of(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
