@@ -793,6 +793,18 @@ pub fn table(report: &Report, color: bool) -> String {
         report.baseline_duration.as_secs_f64(),
         report.duration.as_secs_f64(),
     ));
+    let alone = report
+        .rows
+        .iter()
+        .filter(|r| r.rerun && r.verdict.holds())
+        .count();
+    if alone >= 2 {
+        out.push_str(&format!(
+            "note: {alone} rows held only when run alone: runs at the same time disturbed each other \
+             (a registry that stores a blob once for every repository deletes it from all); \
+             --runs 1 spares the second runs\n"
+        ));
+    }
     let verdict = if report.holds() {
         paint("32;1", "every row holds")
     } else {
