@@ -175,7 +175,7 @@ fn the_copied_binary_runs_from_an_empty_folder_with_the_statuses_of_the_checkout
     );
     let lint = run_in(&exe, &dir.0, &["lint"], &[]);
     assert_eq!(lint.status.code(), Some(0), "{}", text(&lint));
-    assert!(text(&lint).contains("ok: 3 target(s) checked (the packs built into this binary)"));
+    assert!(text(&lint).contains("ok: 4 target(s) checked (the packs built into this binary)"));
     let entries: Vec<String> = std::fs::read_dir(&dir.0)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -242,7 +242,11 @@ fn exported_packs_lint_clean_and_plan_like_the_embedded_ones() {
 
     let lint = run_in(&exe, &dir.0, &["lint", "packs/specs"], &[]);
     assert_eq!(lint.status.code(), Some(0), "{}", text(&lint));
-    assert!(text(&lint).contains("ok: 3 target(s) checked"));
+    assert!(
+        text(&lint).contains("ok: 4 target(s) checked"),
+        "three packs and the alterations: {}",
+        text(&lint)
+    );
     for version in ["1.0", "1.1", "dev"] {
         assert_eq!(
             plan_of(&exe, &dir.0, version, None),
