@@ -1085,6 +1085,57 @@ fn ferro_violations() -> Vec<Violation> {
             "image/delete/tag-delete",
             "got 403",
         ),
+        v(
+            // Before the first byte any of no Range, `0--1` and `0-0` passes (ferro answers
+            // `0-0`); a range naming bytes that were never sent does not.
+            "R84 upload status Range before the first byte",
+            &["sha256 blobs/chunked out-of-order"],
+            |q, r| {
+                if is(q, "GET", "/blobs/uploads/")
+                    && r.status == 204
+                    && r.get("range") == Some("0-0")
+                {
+                    set_header(r, "Range", "0-1023");
+                }
+            },
+            "sha256 blobs/chunked out-of-order",
+            "header Range",
+        ),
+        v(
+            // A minimum chunk size larger than the blob leaves one chunk: the out-of-order
+            // chunk then starts at byte 1 (it used to be the right first chunk).
+            "R75 out-of-order chunk of a blob sent in one chunk",
+            &["sha256 blobs/chunked out-of-order"],
+            |q, r| {
+                if is(q, "POST", "/blobs/uploads/") && r.status == 202 {
+                    set_header(r, "OCI-Chunk-Min-Length", "5242880");
+                }
+                if is(q, "PATCH", "/blobs/uploads/") && r.status == 416 {
+                    r.status = 202;
+                }
+            },
+            "sha256 blobs/chunked out-of-order",
+            "expected status 416, got 202",
+        ),
+        v(
+            // The list is cut without a Link to the rest (R154): referrers are missing.
+            "R154 referrers cut without a Link",
+            SUBJECTS,
+            |q, r| {
+                if is(q, "GET", "/referrers/")
+                    && r.status == 200
+                    && !q.path.contains("artifactType")
+                {
+                    edit_json(r, |v| {
+                        if let Some(m) = v["manifests"].as_array_mut() {
+                            m.truncate(1);
+                        }
+                    });
+                }
+            },
+            "artifacts-with-subject/referrers",
+            "expected to contain",
+        ),
     ]
 }
 
