@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::redact::Secret;
+use crate::template::decode_component;
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, PartialEq)]
@@ -108,33 +109,13 @@ pub fn scopes_for(method: &str, url: &str) -> Vec<String> {
         "DELETE" => "delete",
         _ => "pull,push",
     };
-    let mut scopes = vec![format!("repository:{}:{actions}", percent_decode(repo))];
+    let mut scopes = vec![format!("repository:{}:{actions}", decode_component(repo))];
     for pair in query.split('&') {
         if let Some(from) = pair.strip_prefix("from=").filter(|f| !f.is_empty()) {
-            scopes.push(format!("repository:{}:pull", percent_decode(from)));
+            scopes.push(format!("repository:{}:pull", decode_component(from)));
         }
     }
     merge_scopes(&[&scopes])
-}
-
-/// Decodes `%XX` escapes (repository names in query strings are often `%2F`-encoded).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Unites scope lists: one `type:name:actions` entry per resource, with every action any list
@@ -344,10 +325,10 @@ mod tests {
 
     #[test]
     fn percent_decoding_is_lenient() {
-        assert_eq!(percent_decode("a%2Fb%2fc"), "a/b/c");
-        assert_eq!(percent_decode("50%"), "50%");
-        assert_eq!(percent_decode("%4"), "%4");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(decode_component("a%2Fb%2fc"), "a/b/c");
+        assert_eq!(decode_component("50%"), "50%");
+        assert_eq!(decode_component("%4"), "%4");
+        assert_eq!(decode_component("%zz"), "%zz");
     }
 
     #[test]

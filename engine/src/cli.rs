@@ -1,4 +1,5 @@
-//! The command line: `run`, `list`, `lint` and `compare`.
+//! The command line: `run`, `list`, `lint`, `compare`, `packs`, and the shell integration
+//! (`completions`, `man`).
 //!
 //! Exit codes: 0 = no FAIL and no Error; 2 = bad input (flags, configuration, scenario or
 //! dataset files); 3 = runtime error (an Error result, or outputs could not be written);
@@ -8,7 +9,7 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use indexmap::IndexMap;
 use serde_json::{json, Value as J};
 
@@ -23,6 +24,7 @@ use crate::report;
 use crate::report::progress::{Mode, Progress};
 use crate::results::{roll_up_apis, roll_up_data, RunResult, Status};
 use crate::run::Runner;
+use crate::source::{self, Packs};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -47,8 +49,36 @@ Exit codes:
 #[derive(Parser, Debug)]
 #[command(name = "oci-conform", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
+    /// When to colour the output: auto (on a terminal, unless NO_COLOR is set), always (also
+    /// off a terminal and with NO_COLOR set), never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    color: ColorWhen,
     #[command(subcommand)]
     command: Command,
+}
+
+/// When output is coloured. An explicit `always`/`never` wins over `NO_COLOR`, as a flag
+/// given on the command line wins over the environment everywhere else.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum ColorWhen {
+    /// On a terminal, unless `NO_COLOR` is set to something.
+    #[default]
+    Auto,
+    /// Always, terminal or not.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether to colour a stream that is (or is not) a terminal.
+    fn enabled(self, tty: bool) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +91,53 @@ enum Command {
     Lint(LintArgs),
     /// Show what changed between two results.yaml files, regressions first (exit 4 if any).
     Compare(CompareArgs),
+    /// The packs built into this binary: list them, or export them as files to edit.
+    Packs(PacksArgs),
+    /// Print a shell completion script to stdout (e.g. `oci-conform completions bash`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout, or write one page per command with --out DIR.
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+struct PacksArgs {
+    #[command(subcommand)]
+    command: PacksCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum PacksCommand {
+    /// Each pack (spec version, folder, digest) of --specs, else of the packs built in.
+    List {
+        /// Folder holding the packs (OCI_SPECS_DIR).
+        #[arg(long, env = "OCI_SPECS_DIR", value_name = "DIR")]
+        specs: Option<PathBuf>,
+    },
+    /// Write the packs built in as files: DIR/specs/, DIR/datasets/, DIR/schemas/ (then
+    /// `lint DIR/specs`, `run --specs DIR/specs`).
+    Export {
+        /// The folder to write to (created if missing; must be empty unless --force).
+        dir: PathBuf,
+        /// Write into a folder that is not empty, replacing its specs/, datasets/ and schemas/
+        /// (other files in it are left alone).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: crate::shell::Shell,
+}
+
+#[derive(Args, Debug)]
+struct ManArgs {
+    /// Write oci-conform.1 and one page per subcommand (oci-conform-run.1, …) into this folder
+    /// instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -89,8 +166,9 @@ struct ConfigArgs {
     /// Spec version: 1.0, 1.1 (stable) or dev (OCI_VERSION).
     #[arg(long = "spec-version")]
     spec_version: Option<String>,
-    /// Folder holding the packs (default: ./specs, else next to the binary; OCI_SPECS_DIR).
-    #[arg(long, env = "OCI_SPECS_DIR")]
+    /// Folder holding the packs: 1.0/, 1.1/, dev/, with datasets/ and schemas/ beside it
+    /// (default: the packs built into this binary; OCI_SPECS_DIR).
+    #[arg(long, env = "OCI_SPECS_DIR", value_name = "DIR")]
     specs: Option<PathBuf>,
     /// Run only tests whose id or name starts with this (repeatable; OCI_FILTER_TEST).
     #[arg(long)]
@@ -139,16 +217,26 @@ struct ListArgs {
 
 #[derive(Args, Debug)]
 struct LintArgs {
-    /// Pack folders, scenario or dataset files (default: the specs folder).
+    /// Pack folders, scenario or dataset files (default: every pack of --specs, else the
+    /// packs built into this binary).
     paths: Vec<PathBuf>,
     /// Folder holding the packs (OCI_SPECS_DIR).
-    #[arg(long, env = "OCI_SPECS_DIR")]
+    #[arg(long, env = "OCI_SPECS_DIR", value_name = "DIR")]
     specs: Option<PathBuf>,
 }
 
 /// Entry point: parses arguments, runs the command and returns the exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let mut cmd = Cli::command();
+    // `--version` names the packs it carries, which takes loading them: only when asked.
+    if std::env::args_os().skip(1).any(|a| a == "--version") {
+        // clap keeps the text for the life of the process, which ends right after printing it.
+        cmd = cmd.long_version(&*Box::leak(long_version().into_boxed_str()));
+    }
+    let cli = match cmd
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -161,11 +249,21 @@ pub fn main() -> i32 {
         }
     };
     let env: IndexMap<String, String> = std::env::vars().collect();
+    let color = cli.color;
     let result = match cli.command {
-        Command::Run(args) => run(&args, &env),
+        Command::Run(args) => run(&args, &env, color),
         Command::List(args) => list(&args, &env),
         Command::Lint(args) => lint(&args),
-        Command::Compare(args) => Ok(compare(&args)),
+        Command::Compare(args) => Ok(compare(&args, color)),
+        Command::Packs(args) => match args.command {
+            PacksCommand::List { specs } => packs_list(specs.as_deref()),
+            PacksCommand::Export { dir, force } => packs_export(&dir, force),
+        },
+        Command::Completions(args) => {
+            crate::shell::completions(args.shell, Cli::command(), &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+        Command::Man(args) => Ok(man(&args)),
     };
     match result {
         Ok(code) => code,
@@ -224,13 +322,14 @@ fn load(
         eprintln!("{w}");
     }
     let version = sources.version();
-    let specs = pack::specs_dir(args.specs.as_deref());
-    let dir = pack::find(&specs, &version)?;
+    let packs = Packs::choose(args.specs.as_deref());
+    note_stale_checkout(&packs, &cwd);
+    let dir = pack::find(&packs.specs_dir(), &version)?;
     let mut loader = pack::Loader::default();
     let pack = pack::load_with(&dir, &mut loader)?;
-    // The schemas are an extra guard here when they are at hand (packs installed without them
-    // still get every typed check); `lint` insists on them.
-    if pack.schemas_dir.join(crate::schema::SCENARIO).is_file() {
+    // The schemas are an extra guard here when they are at hand (a pack naming a `schemas:`
+    // folder that is missing still gets every typed check); `lint` insists on them.
+    if source::is_file(&pack.schemas_dir.join(crate::schema::SCENARIO)) {
         let problems = crate::lint::schema_problems(&loader, &pack.schemas_dir);
         if !problems.is_empty() {
             return Err(problems);
@@ -248,6 +347,18 @@ fn load(
     })
 }
 
+/// Run in a checkout whose packs were edited since the binary was built, the embedded packs
+/// are still the ones used (a binary runs what it was built with, wherever it is started): say
+/// so, since the maintainer most likely meant the folder.
+fn note_stale_checkout(packs: &Packs, cwd: &Path) {
+    if *packs == Packs::Embedded && source::differs_from_embedded(cwd) {
+        eprintln!(
+            "note: ./specs, ./datasets or ./schemas differ from the packs built into this binary, \
+             which are the ones used; pass --specs specs to use the folder (or rebuild)"
+        );
+    }
+}
+
 fn random_seed() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -257,7 +368,11 @@ fn random_seed() -> u64 {
     rng.next_u64() % 1_000_000_000_000
 }
 
-fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
+fn run(
+    args: &RunArgs,
+    env: &IndexMap<String, String>,
+    color: ColorWhen,
+) -> Result<i32, Diagnostics> {
     let extra = [
         ("resultsDir", args.results_dir.clone().map(J::from)),
         ("requestTimeout", args.timeout.map(J::from)),
@@ -298,13 +413,23 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     } else {
         Mode::Lines
     };
-    let progress = Progress::new(total, mode, args.verbose, colors(tty), redactor.clone());
+    let progress = Progress::new(
+        total,
+        mode,
+        args.verbose,
+        color.enabled(tty),
+        redactor.clone(),
+    );
     if !args.quiet {
         eprintln!(
-            "oci-conform {} · spec {} · {} · {total} tests · seed {seed}",
+            "oci-conform {} · spec {} · {} · {total} tests · seed {seed} · packs {}",
             env!("CARGO_PKG_VERSION"),
             pack.spec_version,
-            config.base_url()
+            config.base_url(),
+            match source::origin(&pack.dir) {
+                "embedded" => "embedded".to_string(),
+                _ => crate::diag::display_path(&pack.dir),
+            }
         );
     }
     let started = now_rfc3339();
@@ -334,6 +459,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         seed,
         spec_version: pack.spec_version.clone(),
         pack_dir: crate::diag::display_path(&pack.dir),
+        pack_source: source::origin(&pack.dir).to_string(),
         pack_digest: pack.digest.clone(),
         spec_url: pack.spec_url.clone(),
         anchors: pack.anchors.clone(),
@@ -349,7 +475,7 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
         "{}",
         redactor.scrub(&report::console::summary(
             &result,
-            colors(std::io::stdout().is_terminal())
+            color.enabled(std::io::stdout().is_terminal())
         ))
     );
     if let Err(e) = written {
@@ -371,11 +497,6 @@ fn run(args: &RunArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostic
     } else {
         EXIT_OK
     })
-}
-
-/// Colours on a terminal unless `NO_COLOR` is set (to anything but the empty string).
-fn colors(tty: bool) -> bool {
-    tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn now_rfc3339() -> String {
@@ -457,9 +578,10 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
     });
     print!("{out}");
     println!(
-        "{} tests in {} · spec {}",
+        "{} tests in {} ({}) · spec {}",
         plan.root.case_count(),
         crate::diag::display_path(&pack.dir),
+        source::origin(&pack.dir),
         pack.spec_version
     );
     Ok(EXIT_OK)
@@ -513,16 +635,17 @@ fn requirements(root: &plan::PlanNode<'_>, every: Option<&crate::scenario::Expec
 }
 
 fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
-    let specs = pack::specs_dir(args.specs.as_deref());
     let paths = if args.paths.is_empty() {
-        vec![specs]
+        let packs = Packs::choose(args.specs.as_deref());
+        note_stale_checkout(&packs, &std::env::current_dir().unwrap_or_default());
+        vec![packs.specs_dir()]
     } else {
         args.paths.clone()
     };
     let mut diags = Diagnostics::default();
     let mut checked = 0;
     for p in &paths {
-        if !p.exists() {
+        if !source::exists(p) {
             diags.push(Diagnostic::new(Pos::file(p), "no such file or folder"));
             continue;
         }
@@ -548,7 +671,7 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
     }
 }
 
-fn compare(args: &CompareArgs) -> i32 {
+fn compare(args: &CompareArgs, color: ColorWhen) -> i32 {
     let loaded = report::compare::load(&args.old)
         .and_then(|old| report::compare::load(&args.new).map(|new| (old, new)));
     let (old, new) = match loaded {
@@ -561,7 +684,12 @@ fn compare(args: &CompareArgs) -> i32 {
     let c = report::compare::compare(&old, &new);
     print!(
         "{}",
-        report::compare::render(&c, &old, &new, colors(std::io::stdout().is_terminal()))
+        report::compare::render(
+            &c,
+            &old,
+            &new,
+            color.enabled(std::io::stdout().is_terminal())
+        )
     );
     if c.regressions() > 0 {
         EXIT_FAIL
@@ -572,20 +700,131 @@ fn compare(args: &CompareArgs) -> i32 {
 
 /// Pack folders under `p` (or `p` itself when it is a file or a pack).
 fn lint_targets(p: &Path) -> Vec<PathBuf> {
-    if p.is_file() || p.join("pack.yaml").exists() {
+    if source::is_file(p) || source::is_file(&p.join("pack.yaml")) {
         return vec![p.to_path_buf()];
     }
-    let mut out: Vec<PathBuf> = std::fs::read_dir(p)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|d| d.join("pack.yaml").exists())
+    let mut out: Vec<PathBuf> = source::read_dir(p)
+        .map(|entries| {
+            entries
+                .into_iter()
+                .filter(|d| source::is_file(&d.join("pack.yaml")))
                 .collect()
         })
         .unwrap_or_default();
-    out.sort();
     if out.is_empty() {
         out.push(p.to_path_buf());
     }
     out
+}
+
+/// The text of `--version`: the engine version, then where the packs come from and each
+/// pack's spec version and digest (the digest results.yaml records for a run of it).
+fn long_version() -> String {
+    let specs = std::env::var_os("OCI_SPECS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let packs = Packs::choose(specs.as_deref());
+    let inventory = packs_inventory(&packs);
+    format!("{}\n{}", env!("CARGO_PKG_VERSION"), inventory.trim_end())
+}
+
+/// Where the packs come from, then one line per pack: spec version, folder, digest.
+fn packs_inventory(packs: &Packs) -> String {
+    let specs = packs.specs_dir();
+    let mut out = match packs {
+        Packs::Embedded => format!(
+            "packs: embedded ({} files built into this binary)\n",
+            source::embedded_files().len()
+        ),
+        Packs::Folder(_) => format!(
+            "packs: folder {}\n",
+            crate::diag::display_path(&source::absolute(&specs))
+        ),
+    };
+    let dirs = match pack::available(&specs) {
+        Ok(d) => d,
+        Err(e) => return format!("{out}  {e}\n"),
+    };
+    let width = dirs
+        .iter()
+        .map(|d| crate::diag::display_path(d).len())
+        .max()
+        .unwrap_or(0);
+    for dir in dirs {
+        let shown = crate::diag::display_path(&dir);
+        match pack::load(&dir) {
+            Ok(p) => out.push_str(&format!(
+                "  {:<8} {shown:<width$}  {}\n",
+                p.spec_version, p.digest
+            )),
+            Err(d) => out.push_str(&format!(
+                "  {shown}: does not load ({} problem(s); see `oci-conform lint`)\n",
+                d.0.len()
+            )),
+        }
+    }
+    out
+}
+
+fn packs_list(specs: Option<&Path>) -> Result<i32, Diagnostics> {
+    let packs = Packs::choose(specs);
+    pack::available(&packs.specs_dir())?;
+    print!("{}", packs_inventory(&packs));
+    Ok(EXIT_OK)
+}
+
+/// `packs export DIR`: refuses a folder holding anything unless `--force`, which replaces the
+/// three pack folders in it (a stale file left behind would be linted and could be `use`d).
+fn packs_export(dir: &Path, force: bool) -> Result<i32, Diagnostics> {
+    let occupied = std::fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_some());
+    if dir.exists() && !dir.is_dir() {
+        return Err(Diagnostic::new(Pos::file(dir), "not a folder").into());
+    }
+    if occupied && !force {
+        return Err(Diagnostic::new(Pos::file(dir), "the folder is not empty")
+            .with_hint("pass --force to replace its specs/, datasets/ and schemas/")
+            .into());
+    }
+    let written = (|| {
+        if force {
+            for tree in source::TREES {
+                let t = dir.join(tree);
+                if t.exists() {
+                    std::fs::remove_dir_all(&t)?;
+                }
+            }
+        }
+        source::export(dir)
+    })();
+    match written {
+        Ok(n) => {
+            let shown = dir.display();
+            println!("wrote {n} files to {shown}: specs/, datasets/, schemas/");
+            println!("check them:  oci-conform lint {shown}/specs");
+            println!("run them:    oci-conform run --specs {shown}/specs");
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("error: cannot write to {}: {e}", dir.display());
+            Ok(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn man(args: &ManArgs) -> i32 {
+    let written = match &args.out {
+        None => crate::shell::man_page(Cli::command(), &mut std::io::stdout()),
+        Some(dir) => crate::shell::man_pages_to(Cli::command(), dir).map(|pages| {
+            for p in pages {
+                println!("{}", p.display());
+            }
+        }),
+    };
+    match written {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: cannot write the man page: {e}");
+            EXIT_RUNTIME
+        }
+    }
 }

@@ -456,6 +456,24 @@ impl Store {
         }
     }
 
+    /// Every whole-item digest known so far (`sha256:…`, `sha512:…`) → the sha256 digest of the
+    /// item's bytes, which names it in schedule keys whatever algorithm a request uses.
+    pub fn sha256_index(&self) -> HashMap<String, String> {
+        let Ok(known) = self.digests.read() else {
+            return HashMap::new();
+        };
+        let sha256: HashMap<&str, &str> = known
+            .iter()
+            .filter(|((_, alg, range), _)| alg == "sha256" && range.is_none())
+            .map(|((id, _, _), d)| (id.as_str(), d.as_str()))
+            .collect();
+        known
+            .iter()
+            .filter(|((_, _, range), _)| range.is_none())
+            .filter_map(|((id, _, _), d)| Some((d.clone(), sha256.get(id.as_str())?.to_string())))
+            .collect()
+    }
+
     /// Digest of an item (or a range of it), computed once and remembered: large items are
     /// hashed by streaming, so repeated checks must not re-read them.
     pub fn digest(&self, id: &str, alg: &str, range: Option<(u64, u64)>) -> Option<String> {

@@ -55,8 +55,12 @@ impl fmt::Display for Pos {
     }
 }
 
-/// A path shown relative to the working directory when it lies below it.
+/// A path shown relative to the working directory when it lies below it; an embedded file as
+/// its path in the repository (`specs/1.1/pack.yaml`).
 pub fn display_path(path: &Path) -> String {
+    if let Some(rel) = crate::source::embedded_relative(path) {
+        return rel;
+    }
     // The folder is looked up once: every recorded test names its file, and nothing changes
     // the working folder during a run.
     static CWD: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
@@ -104,7 +108,7 @@ impl Diagnostic {
             out.push_str(&format!("  --> {}\n", self.pos));
         }
         if let (Some(file), true) = (&self.pos.file, self.pos.is_known()) {
-            if let Ok(text) = std::fs::read_to_string(file.as_path()) {
+            if let Ok(text) = crate::source::read_to_string(file.as_path()) {
                 if let Some(line) = text.lines().nth(self.pos.line as usize - 1) {
                     let num = self.pos.line.to_string();
                     let pad = " ".repeat(num.len());
@@ -242,5 +246,24 @@ mod tests {
         assert!(r.contains("x.yaml:2:3"), "{r}");
         assert!(r.contains("2 |   stauts: 2\n  |   ^"), "{r}");
         assert!(r.contains("did you mean `status`?"), "{r}");
+    }
+
+    #[test]
+    fn an_embedded_file_is_named_and_quoted_from_the_binary() {
+        let file = std::path::Path::new(crate::source::EMBEDDED_ROOT).join("specs/1.1/pack.yaml");
+        let line = crate::source::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with("specVersion:"))
+            .unwrap() as u32
+            + 1;
+        let d = Diagnostic::new(Pos::new(&Arc::new(file), line, 14), "bad version");
+        let r = d.render();
+        assert!(
+            r.contains(&format!("--> specs/1.1/pack.yaml:{line}:14\n")),
+            "{r}"
+        );
+        assert!(r.contains(&format!("{line} | specVersion: ")), "{r}");
+        assert!(!r.contains("<embedded>"), "{r}");
     }
 }

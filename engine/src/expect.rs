@@ -54,24 +54,17 @@ impl Schemas {
             return Ok(v);
         }
         let path = self.dir.join(name);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Diagnostic::new(
-                pos.clone(),
-                format!("cannot read schema {}: {e}", path.display()),
-            )
+        let shown = crate::diag::display_path(&path);
+        let text = crate::source::read_to_string(&path).map_err(|e| {
+            Diagnostic::new(pos.clone(), format!("cannot read schema {shown}: {e}"))
         })?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            Diagnostic::new(
-                pos.clone(),
-                format!("schema {} is not JSON: {e}", path.display()),
-            )
+            Diagnostic::new(pos.clone(), format!("schema {shown} is not JSON: {e}"))
         })?;
-        let v = Arc::new(jsonschema::validator_for(&json).map_err(|e| {
-            Diagnostic::new(
-                pos.clone(),
-                format!("invalid schema {}: {e}", path.display()),
-            )
-        })?);
+        let v =
+            Arc::new(jsonschema::validator_for(&json).map_err(|e| {
+                Diagnostic::new(pos.clone(), format!("invalid schema {shown}: {e}"))
+            })?);
         if let Ok(mut c) = self.cache.lock() {
             c.insert(name.to_string(), v.clone());
         }

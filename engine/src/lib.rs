@@ -3,6 +3,7 @@
 //! The pipeline runs one way, with plain data between stages:
 //! config → pack (scenarios + datasets) → plan → run → results → reports.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -23,6 +24,8 @@ pub mod run;
 pub mod scenario;
 pub mod schedule;
 pub mod schema;
+pub mod shell;
+pub mod source;
 pub mod template;
 pub mod tls;
 pub mod yaml;

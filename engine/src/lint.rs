@@ -10,12 +10,13 @@ use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::pack::{self, Loader};
 use crate::plan;
 use crate::schema::{self, FormatSchemas};
+use crate::source;
 use crate::yaml;
 
 /// Checks a pack folder or a single scenario/dataset file.
 pub fn check(target: &Path) -> Diagnostics {
-    if target.is_dir() || target.file_name().is_some_and(|n| n == "pack.yaml") {
-        let dir = if target.is_dir() {
+    if source::is_dir(target) || target.file_name().is_some_and(|n| n == "pack.yaml") {
+        let dir = if source::is_dir(target) {
             target.to_path_buf()
         } else {
             target.parent().map(Path::to_path_buf).unwrap_or_default()
@@ -77,14 +78,14 @@ fn declared_schemas(dir: &Path) -> PathBuf {
 }
 
 /// The schemas folder for a single file: the nearest `schemas/` above it that holds the
-/// format schemas, else the one next to the specs folder.
+/// format schemas, else the embedded one.
 fn schemas_near(file: &Path) -> PathBuf {
-    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    abs.ancestors()
+    source::absolute(file)
+        .ancestors()
         .skip(1)
         .map(|d| d.join("schemas"))
-        .find(|d| d.join(schema::SCENARIO).is_file())
-        .unwrap_or_else(|| pack::normalize(&pack::specs_dir(None).join("../schemas")))
+        .find(|d| source::is_file(&d.join(schema::SCENARIO)))
+        .unwrap_or_else(|| Path::new(source::EMBEDDED_ROOT).join("schemas"))
 }
 
 /// Schema problems of the files a pack load read (`run` and `list` refuse what `lint` refuses).

@@ -17,6 +17,7 @@ use crate::dataset::{self, DatasetSpec, RecipeResolver};
 use crate::de::{from_node, Located, Raw};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::scenario::{self, NodeSpec, Resolver};
+use crate::source;
 use crate::template::{Expr, ValueTmpl};
 use crate::yaml::{self, Node, Value as Y};
 
@@ -53,6 +54,8 @@ struct PackDef {
     schemas: Option<String>,
     #[serde(default)]
     every_response: Option<Raw>,
+    #[serde(default)]
+    touches: Option<Raw>,
     items: Raw,
 }
 
@@ -123,6 +126,8 @@ pub struct Pack {
     pub schemas_dir: PathBuf,
     /// Checks applied to every answer of the run (e.g. the Warning header rules).
     pub every_response: Option<crate::scenario::ExpectSpec>,
+    /// What each request touches, in the keys of the schedule (for the schedule audit).
+    pub touches: Vec<crate::audit::TouchRule>,
     /// Every file the pack reads.
     pub files: Vec<PathBuf>,
     /// A digest over all those files, so results name the exact pack content.
@@ -206,7 +211,7 @@ impl Loader {
                 format!("`use` cycle: {}", chain.join(" → ")),
             ));
         }
-        if !path.exists() {
+        if !source::is_file(path) {
             return Err(Diagnostic::new(
                 from.clone(),
                 format!("no such file: {}", crate::diag::display_path(path)),
@@ -314,7 +319,7 @@ pub fn load(dir: &Path) -> Result<Pack, Diagnostics> {
 /// Loads the pack in `dir` with `loader`, which keeps the list of files read (and their kinds)
 /// even when loading fails, so `lint` can check each of them against its schema.
 pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
-    let dir = normalize(&absolute(dir));
+    let dir = normalize(&source::absolute(dir));
     let file = dir.join("pack.yaml");
     loader.note(&file, FileKind::Pack);
     let node = resolve_extends(yaml::load(&file).map_err(Diagnostics::from)?, loader, 0)?;
@@ -414,6 +419,13 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         },
         None => None,
     };
+    let touches = match &def.touches {
+        Some(raw) => crate::audit::compile(raw).unwrap_or_else(|d| {
+            diags.0.extend(d.0);
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
     diags.0.append(&mut loader.diags.0);
     let Some(root) = root.filter(|_| diags.is_empty()) else {
         return Err(diags);
@@ -440,23 +452,25 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         root,
         schemas_dir,
         every_response,
+        touches,
         files: loader.files.clone(),
         digest,
     })
 }
 
 /// The schemas folder of the pack in `dir`: its `schemas:` entry, else the nearest `schemas/`
-/// folder above it.
+/// folder above it, else the embedded one.
 pub fn schemas_dir(dir: &Path, declared: Option<&str>) -> PathBuf {
     if let Some(d) = declared {
         return normalize(&dir.join(d));
     }
     // The nearest `schemas/` folder above the pack that holds the format schemas (so packs
     // kept elsewhere, such as test packs, find the repository's schemas too).
+    // A pack with no such folder above it gets the schemas built into the engine.
     dir.ancestors()
         .map(|a| a.join("schemas"))
-        .find(|s| s.join("scenario.schema.json").is_file())
-        .unwrap_or_else(|| normalize(&dir.join("../../schemas")))
+        .find(|s| source::is_file(&s.join(crate::schema::SCENARIO)))
+        .unwrap_or_else(|| Path::new(source::EMBEDDED_ROOT).join("schemas"))
 }
 
 /// Applies `extends: ../1.1/pack.yaml`: the base pack's keys, with this file's keys on top
@@ -477,7 +491,7 @@ fn resolve_extends(node: Node, loader: &mut Loader, depth: usize) -> Result<Node
         return Err(Diagnostic::new(ext.pos.clone(), "`extends` chain too long (a cycle?)").into());
     }
     let base_file = loader.path_from(path, &ext.pos);
-    if !base_file.exists() {
+    if !source::is_file(&base_file) {
         return Err(Diagnostic::new(
             ext.pos.clone(),
             format!("no such file: {}", crate::diag::display_path(&base_file)),
@@ -533,38 +547,30 @@ fn files_digest(files: &[PathBuf]) -> String {
     sorted.sort();
     let mut h = sha2::Sha256::new();
     for f in sorted {
-        h.update(std::fs::read(f).unwrap_or_default());
+        h.update(source::read(f).unwrap_or_default());
     }
     format!("sha256:{}", crate::template::hex(&h.finalize()))
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    }
-}
-
-/// Finds the pack whose `specVersion` or `aliases` match `version` among `specs_dir/*/`.
-pub fn find(specs_dir: &Path, version: &str) -> Result<PathBuf, Diagnostic> {
-    let entries = std::fs::read_dir(specs_dir).map_err(|e| {
+/// The pack folders of `specs_dir` (those holding a `pack.yaml`), in name order.
+pub fn available(specs_dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let entries = source::read_dir(specs_dir).map_err(|e| {
         Diagnostic::new(
             Pos::file(specs_dir),
             format!("cannot read the specs folder: {e}"),
         )
         .with_hint("pass --specs DIR or set OCI_SPECS_DIR to the folder holding 1.0/, 1.1/, dev/")
     })?;
+    Ok(entries
+        .into_iter()
+        .filter(|p| source::is_file(&p.join("pack.yaml")))
+        .collect())
+}
+
+/// Finds the pack whose `specVersion` or `aliases` match `version` among `specs_dir/*/`.
+pub fn find(specs_dir: &Path, version: &str) -> Result<PathBuf, Diagnostic> {
     let mut known = Vec::new();
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("pack.yaml").exists())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
+    for dir in available(specs_dir)? {
         let node = yaml::load(&dir.join("pack.yaml"))?;
         let version_of = node
             .get("specVersion")
@@ -586,25 +592,7 @@ pub fn find(specs_dir: &Path, version: &str) -> Result<PathBuf, Diagnostic> {
     .with_hint(format!("packs available: {}", known.join(", "))))
 }
 
-/// The specs folder: given explicitly, else `./specs`, else next to the executable.
+/// The specs folder: the one given (`--specs`, `OCI_SPECS_DIR`), else the embedded one.
 pub fn specs_dir(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_path_buf();
-    }
-    if Path::new("specs").is_dir() {
-        return PathBuf::from("specs");
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1) {
-            let candidate = dir.join("specs");
-            if candidate.join("1.1").join("pack.yaml").exists() {
-                return candidate;
-            }
-            let share = dir.join("share").join("oci-conform").join("specs");
-            if share.is_dir() {
-                return share;
-            }
-        }
-    }
-    PathBuf::from("specs")
+    source::Packs::choose(explicit).specs_dir()
 }

@@ -140,6 +140,8 @@ pub struct Plan<'p> {
     pub store: Arc<Store>,
     /// Content seed.
     pub seed: u64,
+    /// What each request touches, for the schedule audit (the pack's `touches:`).
+    pub touches: &'p [crate::audit::TouchRule],
 }
 
 /// Label a use site contributes to the node it includes.
@@ -324,6 +326,7 @@ pub fn build<'p>(
         data,
         store,
         seed,
+        touches: &pack.touches,
     })
 }
 
@@ -692,7 +695,7 @@ impl<'p> Planner<'p> {
 
 /// Adds the keys a rendered `exclusive` or `shared` entry names: a key, or a list of keys; empty ones and
 /// none are left out, so a key can be conditional (`"{{ 'tag:' ~ ref if by_tag }}"`).
-fn push_keys(out: &mut Vec<String>, v: &Value) {
+pub(crate) fn push_keys(out: &mut Vec<String>, v: &Value) {
     if v.is_undefined() || v.is_none() {
         return;
     }

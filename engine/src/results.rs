@@ -271,8 +271,10 @@ pub struct RunResult {
     pub seed: u64,
     /// Spec version of the pack.
     pub spec_version: String,
-    /// Pack directory.
+    /// Pack directory (an embedded one as its path in the repository, `specs/1.1`).
     pub pack_dir: String,
+    /// Where the pack was read: `embedded` (built into the binary) or `folder`.
+    pub pack_source: String,
     /// Digest over the pack's files.
     pub pack_digest: String,
     /// Link to the spec text.
@@ -292,6 +294,15 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The packs in one phrase: `embedded`, or the folder of a pack read from disk.
+    pub fn packs_label(&self) -> String {
+        if self.pack_source == "embedded" {
+            "embedded".to_string()
+        } else {
+            self.pack_dir.clone()
+        }
+    }
+
     /// Counts over all cases.
     pub fn counts(&self) -> Counts {
         Counts::of(self.root.cases())

@@ -185,13 +185,15 @@ impl Runner<'_> {
             PlanKind::Group { children, .. } => walk.sequence(children, 0, &frame, None),
             PlanKind::Case(_) => Vec::new(),
         };
-        GroupResult {
+        let mut root = GroupResult {
             id: plan.root.id.clone(),
             name: plan.root.name.clone(),
             path: plan.root.path.clone(),
             children,
             duration: start.elapsed(),
-        }
+        };
+        crate::audit::apply(plan, &mut root);
+        root
     }
 }
 

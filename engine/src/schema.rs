@@ -135,8 +135,8 @@ fn compile(path: &Path) -> Result<Compiled, Diagnostic> {
              folder (a pack may name another folder with `schemas:`)",
         )
     };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read schema: {e}")))?;
+    let text = crate::source::read_to_string(path)
+        .map_err(|e| fail(format!("cannot read schema: {e}")))?;
     let json: J =
         serde_json::from_str(&text).map_err(|e| fail(format!("schema is not valid JSON: {e}")))?;
     let validator =

@@ -570,6 +570,26 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
+/// Decodes `%XX` escapes (repository names and digests in query strings are often encoded).
+pub fn decode_component(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Resolves a reference URL against a base URL (RFC 3986, the cases registries use).
 pub fn resolve_url(base: &str, reference: &str) -> String {
     if reference.contains("://") {

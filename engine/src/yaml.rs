@@ -210,9 +210,9 @@ fn parse_here(path: &Path, text: &str) -> Result<Node, Diagnostic> {
     }
 }
 
-/// Reads and parses a YAML file.
+/// Reads (from disk or the embedded packs, see [`crate::source`]) and parses a YAML file.
 pub fn load(path: &Path) -> Result<Node, Diagnostic> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::source::read_to_string(path)
         .map_err(|e| Diagnostic::new(Pos::file(path), format!("cannot read file: {e}")))?;
     parse(path, &text)
 }

@@ -210,6 +210,12 @@ const ROWS: &[Row] = &[
     },
     Row {
         schema: schema::PACK,
+        pointer: "/$defs/touch",
+        kind: FileKind::Pack,
+        context: r#"{"name": "p", "specVersion": "1", "items": [], "touches": [@]}"#,
+    },
+    Row {
+        schema: schema::PACK,
         pointer: "/$defs/api",
         kind: FileKind::Pack,
         context: r#"{"name": "p", "specVersion": "1", "items": [], "apis": [@]}"#,

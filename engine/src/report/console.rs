@@ -128,11 +128,12 @@ pub fn summary(r: &RunResult, color: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "\nSeed {} · {:.1} s · spec {} · {}",
+        "\nSeed {} · {:.1} s · spec {} · {} · packs {}",
         r.seed,
         r.duration.as_secs_f64(),
         r.spec_version,
-        r.registry
+        r.registry,
+        r.packs_label()
     );
     out
 }

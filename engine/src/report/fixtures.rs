@@ -80,6 +80,7 @@ pub fn run(groups: Vec<(&str, Vec<CaseResult>)>) -> RunResult {
         seed: 7,
         spec_version: "1.1".into(),
         pack_dir: "specs/1.1".into(),
+        pack_source: "embedded".into(),
         pack_digest: "sha256:00".into(),
         spec_url: Some(
             "https://github.com/opencontainers/distribution-spec/blob/v1.1.1/spec.md".into(),

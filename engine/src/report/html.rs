@@ -264,7 +264,7 @@ pub fn render(r: &RunResult) -> Result<Rendered, String> {
         ("Started", r.started.clone()),
         ("Duration", seconds(r.duration.as_secs_f64())),
         ("Engine", engine.clone()),
-        ("Pack", r.pack_dir.clone()),
+        ("Pack", format!("{} ({})", r.pack_dir, r.pack_source)),
         ("Pack digest", r.pack_digest.clone()),
         ("Seed", r.seed.to_string()),
         ("Parallel", r.parallel.to_string()),

@@ -116,6 +116,8 @@ fn properties(r: &RunResult) -> String {
             "engine",
             format!("oci-conform {}", env!("CARGO_PKG_VERSION")),
         ),
+        ("packSource", r.pack_source.clone()),
+        ("packDir", r.pack_dir.clone()),
         ("packDigest", r.pack_digest.clone()),
         ("seed", r.seed.to_string()),
     ] {

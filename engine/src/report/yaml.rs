@@ -24,7 +24,7 @@ pub fn render(r: &RunResult) -> String {
         "status": r.status().as_str(),
         "counts": r.counts(),
         "engine": { "name": "oci-conform", "version": env!("CARGO_PKG_VERSION") },
-        "pack": { "specVersion": r.spec_version, "dir": r.pack_dir, "digest": r.pack_digest },
+        "pack": { "specVersion": r.spec_version, "source": r.pack_source, "dir": r.pack_dir, "digest": r.pack_digest },
         "seed": r.seed,
         "registry": r.registry,
         "started": r.started,
