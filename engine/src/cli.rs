@@ -1,5 +1,5 @@
-//! The command line: `run`, `list`, `lint`, `compare`, `packs`, and the shell integration
-//! (`completions`, `man`).
+//! The command line: `run`, `list`, `lint`, `compare`, `coverage`, `packs`, and the shell
+//! integration (`completions`, `man`).
 //!
 //! Exit codes: 0 = no FAIL and no Error; 2 = bad input (flags, configuration, scenario or
 //! dataset files); 3 = runtime error (an Error result, or outputs could not be written);
@@ -91,12 +91,38 @@ enum Command {
     Lint(LintArgs),
     /// Show what changed between two results.yaml files, regressions first (exit 4 if any).
     Compare(CompareArgs),
+    /// For every requirement of the pack's version, the cases that check it and, given
+    /// results.yaml files, the status each registry got.
+    Coverage(CoverageArgs),
     /// The packs built into this binary: list them, or export them as files to edit.
     Packs(PacksArgs),
     /// Print a shell completion script to stdout (e.g. `oci-conform completions bash`).
     Completions(CompletionsArgs),
     /// Print the man page (roff) to stdout, or write one page per command with --out DIR.
     Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+struct CoverageArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "md")]
+    format: CoverageFormat,
+    /// A results.yaml of a run of this pack: adds a status column (repeatable; `label=path`
+    /// names the column, else the results folder's name does).
+    #[arg(long = "results", value_name = "[LABEL=]FILE")]
+    results: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CoverageFormat {
+    /// Markdown (docs/coverage-*.md).
+    Md,
+    /// One self-contained HTML page.
+    Html,
+    /// YAML.
+    Yaml,
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +281,7 @@ pub fn main() -> i32 {
         Command::List(args) => list(&args, &env),
         Command::Lint(args) => lint(&args),
         Command::Compare(args) => Ok(compare(&args, color)),
+        Command::Coverage(args) => coverage(&args, &env),
         Command::Packs(args) => match args.command {
             PacksCommand::List { specs } => packs_list(specs.as_deref()),
             PacksCommand::Export { dir, force } => packs_export(&dir, force),
@@ -447,8 +474,12 @@ fn run(
             .unwrap_or(usize::MAX)
             .max(1),
     };
-    let root = runner.run(&plan);
+    let mut root = runner.run(&plan);
     let leftovers = runner.clean_up();
+    let requirements = match &pack.catalogue {
+        Some(c) => crate::results::resolve_citations(&mut root, c, &pack.spec_version),
+        None => IndexMap::new(),
+    };
     progress.finish();
     let cases = root.cases();
     let result = RunResult {
@@ -468,6 +499,7 @@ fn run(
         registry: config.base_url(),
         leftovers,
         parallel: config.parallel,
+        requirements,
     };
     let dir = PathBuf::from(&config.results_dir);
     let written = report::write_all(&dir, &result, &redactor);
@@ -626,9 +658,8 @@ fn requirements(root: &plan::PlanNode<'_>, every: Option<&crate::scenario::Expec
             tests.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
         ));
     }
-    let rows = by_req.keys().filter(|(p, _)| p == "R").count();
     out.push_str(&format!(
-        "{} requirement ids cited ({rows} rows of spec-requirements.md)\n",
+        "{} requirement ids cited (entries of specs/requirements.yaml; `oci-conform coverage` shows each with its statement)\n",
         by_req.len()
     ));
     out
@@ -643,6 +674,7 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
         args.paths.clone()
     };
     let mut diags = Diagnostics::default();
+    let mut warnings = Diagnostics::default();
     let mut checked = 0;
     for p in &paths {
         if !source::exists(p) {
@@ -651,8 +683,14 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
         }
         for target in lint_targets(p) {
             checked += 1;
-            diags.0.extend(crate::lint::check(&target).0);
+            let (e, w) = crate::lint::check_all(&target);
+            diags.0.extend(e.0);
+            warnings.0.extend(w.0);
         }
+    }
+    // The coverage gap: requirements of a pack's version that no case checks yet.
+    for w in &warnings.0 {
+        eprint!("{}", w.render().replacen("error:", "warning:", 1));
     }
     let mut seen = Vec::new();
     diags.0.retain(|d| {
@@ -662,13 +700,58 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
         fresh
     });
     if diags.is_empty() {
-        println!("ok: {checked} target(s) checked");
+        if warnings.is_empty() {
+            println!("ok: {checked} target(s) checked");
+        } else {
+            println!(
+                "ok: {checked} target(s) checked; {} warning(s): observable registry MUST / MUST NOT no case checks (`oci-conform coverage` lists them)",
+                warnings.0.len()
+            );
+        }
         Ok(EXIT_OK)
     } else {
         eprint!("{}", diags.render());
         eprintln!("{} problem(s) found", diags.0.len());
         Ok(EXIT_BAD_INPUT)
     }
+}
+
+fn coverage(args: &CoverageArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnostics> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let sources = config::gather(env, &cwd, flag_layer(&args.config, &[])?)?;
+    let specs = pack::specs_dir(args.config.specs.as_deref());
+    let dir = pack::find(&specs, &sources.version())?;
+    let mut loader = pack::Loader::default();
+    let pack = pack::load_with(&dir, &mut loader)?;
+    let Some(catalogue) = pack.catalogue.clone() else {
+        return Err(Diagnostic::new(
+            Pos::file(&pack.dir),
+            "no requirement catalogue (requirements.yaml) in a folder above this pack",
+        )
+        .into());
+    };
+    let config = config::resolve(&sources, &pack.defaults, &pack.spec_version)?;
+    let plan = plan::build(&pack, &config, &[], config.seed.unwrap_or(1))?;
+    let mut results = Vec::new();
+    for r in &args.results {
+        let file = crate::coverage::read_results(r, &catalogue, &pack.spec_version)
+            .map_err(|m| Diagnostic::new(Pos::default(), m))?;
+        if file.spec_version != pack.spec_version {
+            eprintln!(
+                "warning: {} is a run of spec {}, this report is of {} (its ids are read as {}'s)",
+                file.label, file.spec_version, pack.spec_version, pack.spec_version
+            );
+        }
+        results.push(file);
+    }
+    let report = crate::coverage::build(&pack, &catalogue, &loader, &plan, &results);
+    let text = match args.format {
+        CoverageFormat::Md => crate::coverage::render::markdown(&report),
+        CoverageFormat::Html => crate::coverage::render::html(&report),
+        CoverageFormat::Yaml => crate::coverage::render::yaml(&report),
+    };
+    print!("{text}");
+    Ok(EXIT_OK)
 }
 
 fn compare(args: &CompareArgs, color: ColorWhen) -> i32 {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A position inside an input file (1-based line and column; 0 means unknown).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Pos {
     /// The file the position belongs to.
     pub file: Option<Arc<PathBuf>>,

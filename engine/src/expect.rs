@@ -165,6 +165,11 @@ fn merge_req(a: &[String], b: &[String]) -> Vec<String> {
     v
 }
 
+/// Whether a matcher's `when` holds (no `when`: always).
+fn applies(m: &MatcherSpec, ctx: &Value) -> Result<bool, Diagnostic> {
+    m.when.as_ref().map_or(Ok(true), |w| w.truthy(ctx))
+}
+
 fn truthy(v: &ValueTmpl, ctx: &Value) -> Result<bool, Diagnostic> {
     Ok(v.eval(ctx)?.is_true())
 }
@@ -201,6 +206,9 @@ fn header_check(
     env: &CheckEnv<'_>,
 ) -> Result<Vec<Check>, Diagnostic> {
     let ctx = env.ctx;
+    if !applies(m, ctx)? {
+        return Ok(Vec::new());
+    }
     let level = m.level.unwrap_or(env.level);
     let req = merge_req(env.req, &m.req);
     let mk = |ok: bool, msg: String| matcher_check(m, ctx, level, &req, ok, msg);
@@ -511,6 +519,9 @@ fn json_check(
     req: &[String],
 ) -> Result<Vec<Check>, Diagnostic> {
     let ctx = env.ctx;
+    if !applies(m, ctx)? {
+        return Ok(Vec::new());
+    }
     let level = m.level.unwrap_or(level);
     let req = merge_req(req, &m.req);
     let mk = |ok: bool, msg: String| matcher_check(m, ctx, level, &req, ok, msg);

@@ -5,9 +5,11 @@
 
 pub mod audit;
 pub mod auth;
+pub mod citations;
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod coverage;
 pub mod dataset;
 pub mod de;
 pub mod diag;
@@ -18,6 +20,7 @@ pub mod pack;
 pub mod plan;
 pub mod redact;
 pub mod report;
+pub mod requirements;
 pub mod resolve;
 pub mod results;
 pub mod run;

@@ -15,6 +15,12 @@ use crate::yaml;
 
 /// Checks a pack folder or a single scenario/dataset file.
 pub fn check(target: &Path) -> Diagnostics {
+    check_all(target).0
+}
+
+/// Checks a pack folder or a single file, returning errors and warnings: for a pack, the
+/// warnings are the observable registry MUST / MUST NOT of its version that no case cites.
+pub fn check_all(target: &Path) -> (Diagnostics, Diagnostics) {
     if source::is_dir(target) || target.file_name().is_some_and(|n| n == "pack.yaml") {
         let dir = if source::is_dir(target) {
             target.to_path_buf()
@@ -22,6 +28,21 @@ pub fn check(target: &Path) -> Diagnostics {
             target.parent().map(Path::to_path_buf).unwrap_or_default()
         };
         return check_pack(&dir);
+    }
+    if target.file_name().is_some_and(|n| n == "requirements.yaml") {
+        let mut loader = Loader::default();
+        let diags = match crate::requirements::load(target) {
+            Ok(_) => Diagnostics::default(),
+            Err(d) => d,
+        };
+        loader.files.push(target.to_path_buf());
+        loader
+            .kinds
+            .insert(target.to_path_buf(), pack::FileKind::Requirements);
+        return (
+            with_schema_problems(diags, &loader, &schemas_near(target)),
+            Diagnostics::default(),
+        );
     }
     let mut loader = Loader::default();
     let from = Pos::file(target);
@@ -37,34 +58,50 @@ pub fn check(target: &Path) -> Diagnostics {
             diags.push(d);
         }
     }
-    with_schema_problems(diags, &loader, &schemas_near(target))
+    (
+        with_schema_problems(diags, &loader, &schemas_near(target)),
+        Diagnostics::default(),
+    )
 }
 
-fn check_pack(dir: &Path) -> Diagnostics {
+fn check_pack(dir: &Path) -> (Diagnostics, Diagnostics) {
     let mut loader = Loader::default();
-    let (diags, schemas_dir) = match pack::load_with(dir, &mut loader) {
-        Ok(pack) => (plan_problems(&pack, dir), pack.schemas_dir),
-        Err(d) => (d, declared_schemas(dir)),
+    let (diags, warnings, schemas_dir) = match pack::load_with(dir, &mut loader) {
+        Ok(pack) => {
+            let (errors, warnings) = plan_problems(&pack, dir, &loader);
+            (errors, warnings, pack.schemas_dir)
+        }
+        Err(d) => (d, Diagnostics::default(), declared_schemas(dir)),
     };
-    with_schema_problems(diags, &loader, &schemas_dir)
+    (with_schema_problems(diags, &loader, &schemas_dir), warnings)
 }
 
-/// What planning the pack with the default configuration runs into.
-fn plan_problems(pack: &pack::Pack, dir: &Path) -> Diagnostics {
+/// What planning the pack with the default configuration runs into, and what its citations
+/// of the requirement catalogue do (errors, then the coverage gap as warnings).
+fn plan_problems(pack: &pack::Pack, dir: &Path, loader: &Loader) -> (Diagnostics, Diagnostics) {
     let mut diags = Diagnostics::default();
+    let mut warnings = Diagnostics::default();
     let sources = config::Sources::default();
     match config::resolve(&sources, &pack.defaults, &pack.spec_version) {
-        Ok(cfg) => {
-            if let Err(d) = plan::build(pack, &cfg, &[], 1) {
-                diags.push(d);
+        Ok(cfg) => match plan::build(pack, &cfg, &[], 1) {
+            Ok(plan) => {
+                if let Some(cat) = &pack.catalogue {
+                    let cites = crate::citations::collect(loader);
+                    let runtime = crate::citations::exported_names(loader);
+                    let (e, w) =
+                        crate::citations::check(cat, &pack.spec_version, &cites, &runtime, &plan);
+                    diags.0.extend(e.0);
+                    warnings = w;
+                }
             }
-        }
+            Err(d) => diags.push(d),
+        },
         Err(d) => diags.push(Diagnostic::new(
             Pos::file(&dir.join("pack.yaml")),
             format!("defaults: {}", d.message),
         )),
     }
-    diags
+    (diags, warnings)
 }
 
 /// The schemas folder a pack that failed to load declares (or the default one).

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::dataset::{self, DatasetSpec, RecipeResolver};
 use crate::de::{from_node, Located, Raw};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::requirements::{self, Catalogue};
 use crate::scenario::{self, NodeSpec, Resolver};
 use crate::source;
 use crate::template::{Expr, ValueTmpl};
@@ -126,6 +127,8 @@ pub struct Pack {
     pub schemas_dir: PathBuf,
     /// Checks applied to every answer of the run (e.g. the Warning header rules).
     pub every_response: Option<crate::scenario::ExpectSpec>,
+    /// The requirement catalogue next to the packs, if there is one.
+    pub catalogue: Option<Arc<Catalogue>>,
     /// What each request touches, in the keys of the schedule (for the schedule audit).
     pub touches: Vec<crate::audit::TouchRule>,
     /// Every file the pack reads.
@@ -164,6 +167,8 @@ pub enum FileKind {
     Scenario,
     /// A dataset or recipe file.
     Dataset,
+    /// The requirement catalogue (`specs/requirements.yaml`).
+    Requirements,
 }
 
 /// Loads scenario and dataset files once each, resolving `use:` paths.
@@ -419,6 +424,13 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         },
         None => None,
     };
+    let catalogue = match load_catalogue(&dir, loader) {
+        Ok(c) => c.map(Arc::new),
+        Err(d) => {
+            diags.0.extend(d.0);
+            None
+        }
+    };
     let touches = match &def.touches {
         Some(raw) => crate::audit::compile(raw).unwrap_or_else(|d| {
             diags.0.extend(d.0);
@@ -452,10 +464,30 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         root,
         schemas_dir,
         every_response,
+        catalogue,
         touches,
         files: loader.files.clone(),
         digest,
     })
+}
+
+/// Where the requirement catalogue of the pack in `dir` is: `requirements.yaml` in the nearest
+/// folder above the pack that has one (`specs/requirements.yaml` for the shipped packs).
+pub fn catalogue_path(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .skip(1)
+        .map(|a| a.join("requirements.yaml"))
+        .find(|p| source::is_file(p))
+}
+
+/// Reads the requirement catalogue of the pack in `dir`, recording the file so `lint` checks
+/// it against its schema; `None` when there is none (packs kept elsewhere, such as test packs).
+pub fn load_catalogue(dir: &Path, loader: &mut Loader) -> Result<Option<Catalogue>, Diagnostics> {
+    let Some(path) = catalogue_path(dir) else {
+        return Ok(None);
+    };
+    loader.note(&path, FileKind::Requirements);
+    requirements::load(&path).map(Some)
 }
 
 /// The schemas folder of the pack in `dir`: its `schemas:` entry, else the nearest `schemas/`

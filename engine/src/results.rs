@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::http::Exchange;
+use crate::requirements::Catalogue;
 use crate::scenario::Level;
 
 /// Outcome of a test, ordered as the official suite orders them.
@@ -95,6 +96,80 @@ pub struct Finding {
     /// Index of the exchange the check was made on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exchange: Option<usize>,
+}
+
+/// A requirement a finding cites, as reports show it: the catalogue entry of the pack's version.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Cited {
+    /// The id (`R75`).
+    pub id: String,
+    /// Its keyword (`MUST`, `MUST NOT`, …).
+    pub level: String,
+    /// The duty in one line.
+    pub statement: String,
+    /// Its section in the spec text of the pack's version.
+    pub link: String,
+}
+
+/// Rewrites the requirement ids of every case and finding to the catalogue entries of
+/// `version` (a citation of an entry another version replaced means that version's entry), and
+/// returns the entries the findings cite, by id. Ids the catalogue cannot place stay as written.
+pub fn resolve_citations(
+    root: &mut GroupResult,
+    catalogue: &Catalogue,
+    version: &str,
+) -> IndexMap<String, Cited> {
+    let resolve = |ids: &mut Vec<String>| {
+        let mut out: Vec<String> = Vec::new();
+        for id in ids.iter() {
+            let found = catalogue.resolve(id, version);
+            let ids = if found.is_empty() {
+                vec![id.clone()]
+            } else {
+                found.iter().map(|r| r.id.clone()).collect()
+            };
+            for i in ids {
+                if !out.contains(&i) {
+                    out.push(i);
+                }
+            }
+        }
+        *ids = out;
+    };
+    let v = catalogue.version_id(version).unwrap_or(version).to_string();
+    let mut cited = IndexMap::new();
+    fn walk(g: &mut GroupResult, f: &mut dyn FnMut(&mut CaseResult)) {
+        for c in &mut g.children {
+            match c {
+                ResultNode::Case(c) => f(c),
+                ResultNode::Group(g) => walk(g, f),
+            }
+        }
+    }
+    walk(root, &mut |case| {
+        resolve(&mut case.req);
+        for f in case.failures.iter_mut().chain(case.warnings.iter_mut()) {
+            resolve(&mut f.req);
+            for id in &f.req {
+                if let Some(r) = catalogue.get(id).filter(|r| r.in_version(&v)) {
+                    cited.entry(id.clone()).or_insert_with(|| Cited {
+                        id: id.clone(),
+                        level: r.level.as_str().to_string(),
+                        statement: r.statement.clone(),
+                        link: r.link_in(&v).to_string(),
+                    });
+                }
+            }
+        }
+    });
+    cited.sort_by(|a, _, b, _| req_order(a).cmp(&req_order(b)));
+    cited
+}
+
+/// Sort key of a requirement id: letter prefix, then the number (`R9` before `R10`).
+pub fn req_order(id: &str) -> (String, u64) {
+    let at = id.find(|c: char| c.is_ascii_digit()).unwrap_or(id.len());
+    (id[..at].to_string(), id[at..].parse().unwrap_or(0))
 }
 
 /// The result of one test case.
@@ -291,6 +366,8 @@ pub struct RunResult {
     pub leftovers: Vec<String>,
     /// Parallelism used.
     pub parallel: u64,
+    /// The requirements the findings cite, by id (empty without a catalogue).
+    pub requirements: IndexMap<String, Cited>,
 }
 
 impl RunResult {

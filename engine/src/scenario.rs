@@ -211,6 +211,8 @@ struct BodyExpectDef {
 #[serde(deny_unknown_fields)]
 struct MatcherDef {
     #[serde(default)]
+    when: Option<Located<String>>,
+    #[serde(default)]
     present: Option<Raw>,
     #[serde(default)]
     absent: Option<Raw>,
@@ -490,6 +492,8 @@ pub struct BodyExpectSpec {
 /// A check on one value (a header or a JSON pointer).
 #[derive(Clone, Debug, Default)]
 pub struct MatcherSpec {
+    /// Make the checks only when this holds (a version switch, an option of the case).
+    pub when: Option<Expr>,
     /// Must be present (true), may be absent (false); an expression is evaluated.
     pub present: Option<ValueTmpl>,
     /// Must be absent.
@@ -1007,6 +1011,7 @@ fn matcher(diags: &mut Diagnostics, raw: &Raw) -> Option<MatcherSpec> {
         )
     });
     Some(MatcherSpec {
+        when: def.when.as_ref().and_then(|w| expr(diags, w)),
         present: def.present.as_ref().and_then(|v| value(diags, v)),
         absent: def.absent.as_ref().and_then(|v| value(diags, v)),
         equals: def.equals.as_ref().and_then(|v| value(diags, v)),

@@ -25,6 +25,8 @@ pub const DATASET: &str = "dataset.schema.json";
 pub const PACK: &str = "pack.schema.json";
 /// Schema of `oci-conformance.yaml` (and of a pack's `defaults`).
 pub const CONFIG: &str = "config.schema.json";
+/// Schema of the requirement catalogue, `specs/requirements.yaml`.
+pub const REQUIREMENTS: &str = "requirements.schema.json";
 
 /// The schema file a kind of file is written against.
 pub fn file_for(kind: FileKind) -> &'static str {
@@ -32,6 +34,7 @@ pub fn file_for(kind: FileKind) -> &'static str {
         FileKind::Pack => PACK,
         FileKind::Scenario => SCENARIO,
         FileKind::Dataset => DATASET,
+        FileKind::Requirements => REQUIREMENTS,
     }
 }
 

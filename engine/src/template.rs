@@ -165,6 +165,11 @@ impl Expr {
     pub fn truthy(&self, ctx: &Value) -> Result<bool, Diagnostic> {
         Ok(self.eval(ctx)?.is_true())
     }
+
+    /// The top-level variable names the expression reads.
+    pub fn names(&self) -> std::collections::HashSet<String> {
+        self.compiled.undeclared_variables(false)
+    }
 }
 
 /// A YAML value whose strings are templates (a whole-string `{{ x }}` keeps x's type).

@@ -16,7 +16,7 @@ use oci_conform::diag::Diagnostic;
 use oci_conform::pack::{self, FileKind, Loader};
 use oci_conform::schema::{self, FormatSchemas};
 use oci_conform::yaml;
-use oci_conform::{dataset, scenario};
+use oci_conform::{dataset, requirements, scenario};
 
 fn schemas_dir() -> PathBuf {
     root().join("schemas")
@@ -47,6 +47,8 @@ fn kind_of(path: &Path) -> FileKind {
     let rel = path.strip_prefix(root()).expect("under the repository");
     if rel.starts_with("datasets") {
         FileKind::Dataset
+    } else if path.file_name().is_some_and(|n| n == "requirements.yaml") {
+        FileKind::Requirements
     } else if path.file_name().is_some_and(|n| n == "pack.yaml") {
         FileKind::Pack
     } else {
@@ -87,8 +89,8 @@ fn every_shipped_file_validates_against_its_schema() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(
         kinds.len(),
-        3,
-        "packs, scenarios and datasets were all checked: {kinds:?}"
+        4,
+        "packs, scenarios, datasets and the catalogue were all checked: {kinds:?}"
     );
 }
 
@@ -226,6 +228,24 @@ const ROWS: &[Row] = &[
         kind: FileKind::Pack,
         context: r#"{"name": "p", "specVersion": "1", "items": [], "datasets": [@]}"#,
     },
+    Row {
+        schema: schema::REQUIREMENTS,
+        pointer: "/$defs/catalogue",
+        kind: FileKind::Requirements,
+        context: "@",
+    },
+    Row {
+        schema: schema::REQUIREMENTS,
+        pointer: "/$defs/version",
+        kind: FileKind::Requirements,
+        context: r#"{"versions": [@], "requirements": []}"#,
+    },
+    Row {
+        schema: schema::REQUIREMENTS,
+        pointer: "/$defs/requirement",
+        kind: FileKind::Requirements,
+        context: r#"{"versions": [{"id": "x", "specVersion": "x", "url": "u"}], "requirements": [@]}"#,
+    },
 ];
 
 /// A key no struct has and no field is close to, so the loader lists every field it knows.
@@ -245,6 +265,7 @@ fn load(kind: FileKind, doc: &str, tmp: &TempDir) -> Vec<Diagnostic> {
         FileKind::Scenario => scenario::compile_node(&node, &mut loader).map(|_| ()),
         FileKind::Dataset => dataset::compile(&node, &mut loader).map(|_| ()),
         FileKind::Pack => pack::load(&tmp.0).map(|_| ()),
+        FileKind::Requirements => requirements::compile(&node, &file).map(|_| ()),
     };
     let mut out = result.err().map(|d| d.0).unwrap_or_default();
     out.extend(loader.diags.0);
@@ -325,7 +346,12 @@ fn properties(doc: &J, pointer: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_table_covers_every_schema_object() {
-    for name in [schema::SCENARIO, schema::DATASET, schema::PACK] {
+    for name in [
+        schema::SCENARIO,
+        schema::DATASET,
+        schema::PACK,
+        schema::REQUIREMENTS,
+    ] {
         let doc = schema_json(name);
         let objects: BTreeSet<String> = doc["$defs"]
             .as_object()

@@ -57,6 +57,9 @@ pub fn summary(r: &RunResult, color: bool) -> String {
                 }
                 at.extend(refs.iter().cloned());
                 let _ = writeln!(out, "          {}", at.join(" · "));
+                for cited in super::cited(r, f) {
+                    let _ = writeln!(out, "          {}", super::cited_line(cited));
+                }
             }
             if c.failures.is_empty() {
                 let reason = c.reason.as_deref().unwrap_or("(no reason)");
@@ -90,6 +93,9 @@ pub fn summary(r: &RunResult, color: bool) -> String {
                 w.message,
                 w.source
             );
+            for cited in super::cited(r, w) {
+                let _ = writeln!(out, "      {}", super::cited_line(cited));
+            }
         }
         if warned.len() > WARNINGS_SHOWN {
             let _ = writeln!(

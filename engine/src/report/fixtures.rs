@@ -91,5 +91,6 @@ pub fn run(groups: Vec<(&str, Vec<CaseResult>)>) -> RunResult {
         registry: "http://r".into(),
         leftovers: vec![],
         parallel: 1,
+        requirements: Default::default(),
     }
 }

@@ -84,6 +84,7 @@ struct FindingView {
     source: String,
     level: &'static str,
     req: String,
+    cited: Vec<crate::results::Cited>,
     exchange: Option<String>,
     exchange_n: Option<usize>,
 }
@@ -376,6 +377,7 @@ fn test_view(
         source: f.source.clone(),
         level: f.level.as_str(),
         req: f.req.join(", "),
+        cited: super::cited(r, f).into_iter().cloned().collect(),
         exchange: f.exchange.map(|i| format!("{anchor}-x{}", i + 1)),
         exchange_n: f.exchange.map(|i| i + 1),
     };

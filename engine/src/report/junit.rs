@@ -173,6 +173,9 @@ fn testcase(out: &mut String, r: &RunResult, c: &CaseResult, suite: &str, opts: 
             w.message,
             w.source
         );
+        for cited in super::cited(r, w) {
+            let _ = writeln!(log, "  {}", super::cited_line(cited));
+        }
     }
     for (i, e) in c.exchanges.iter().enumerate() {
         if bad {
@@ -202,6 +205,9 @@ fn details(r: &RunResult, c: &CaseResult, opts: &curl::Options) -> String {
     for f in &c.failures {
         let _ = writeln!(d, "{} [{}]", f.message, f.level.as_str());
         let _ = writeln!(d, "  at {}", f.source);
+        for cited in super::cited(r, f) {
+            let _ = writeln!(d, "  {}", super::cited_line(cited));
+        }
     }
     if c.failures.is_empty() {
         if let Some(reason) = &c.reason {

@@ -15,7 +15,24 @@ pub fn render(r: &RunResult) -> String {
         .root
         .cases()
         .into_iter()
-        .map(|c| serde_json::to_value(c).unwrap_or(J::Null))
+        .map(|c| {
+            let mut t = serde_json::to_value(c).unwrap_or(J::Null);
+            // Each finding carries the entries it cites: id, level, statement, link.
+            for (key, findings) in [("failures", &c.failures), ("warnings", &c.warnings)] {
+                for (f, out) in findings.iter().zip(
+                    t.get_mut(key)
+                        .and_then(J::as_array_mut)
+                        .into_iter()
+                        .flatten(),
+                ) {
+                    let cited = super::cited(r, f);
+                    if !cited.is_empty() {
+                        out["requirements"] = serde_json::to_value(cited).unwrap_or(J::Null);
+                    }
+                }
+            }
+            t
+        })
         .collect();
     let doc = json!({
         "config": r.config,
