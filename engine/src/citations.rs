@@ -252,6 +252,9 @@ fn is_false(cond: &str, pos: &Pos, ctx: &minijinja::Value, runtime: &HashSet<Str
     };
     let known: std::collections::BTreeMap<String, minijinja::Value> = expr
         .names()
+        .roots()
+        .map(String::from)
+        .collect::<HashSet<String>>()
         .into_iter()
         .filter(|n| !runtime.contains(n))
         .filter_map(|n| {

@@ -45,9 +45,54 @@ Exit codes:
   3  runtime error (an Error result, or outputs could not be written)
   4  conformance failure (at least one FAIL); for `compare`: something regressed";
 
+/// `print!`, `println!`, `eprint!` and `eprintln!` without their panic when the reader has
+/// gone (`oci-conform list | head`): the output just ends.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        written(std::io::Write::write_fmt(&mut std::io::stdout(), format_args!($($arg)*)))
+    };
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        out!("{}\n", format_args!($($arg)*))
+    };
+}
+macro_rules! err {
+    ($($arg:tt)*) => {
+        written(std::io::Write::write_fmt(&mut std::io::stderr(), format_args!($($arg)*)))
+    };
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        err!("{}\n", format_args!($($arg)*))
+    };
+}
+
+/// The outcome of writing to stdout or stderr: a closed pipe is the reader's choice and ends
+/// the output quietly; anything else is said on stderr (if that still works).
+fn written(r: std::io::Result<()>) {
+    if let Err(e) = r {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("error: cannot write output: {e}\n"),
+            );
+        }
+    }
+}
+
+/// The description of `--help` and of the man page.
+const LONG_ABOUT: &str = "\
+Conformance tests for the OCI Distribution Spec (the HTTP API of container registries), written
+as YAML scenarios run by a generic HTTP assertion engine.
+
+The packs (scenarios, datasets and JSON Schemas of spec versions 1.0, 1.1 and dev) are built into
+the binary, so it runs from any folder; --specs DIR (OCI_SPECS_DIR) runs the packs of a folder
+instead, and `oci-conform packs export DIR` writes the built-in ones out to edit.";
+
 /// Conformance tests for the OCI Distribution Spec, written as YAML scenarios.
 #[derive(Parser, Debug)]
-#[command(name = "oci-conform", version, about, after_help = AFTER_HELP)]
+#[command(name = "oci-conform", version, about, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     /// When to colour the output: auto (on a terminal, unless NO_COLOR is set), always (also
     /// off a terminal and with NO_COLOR set), never.
@@ -239,6 +284,10 @@ struct ListArgs {
     /// List the requirement ids (R45, …) the plan checks, each with the tests that cite it.
     #[arg(long)]
     by_requirement: bool,
+    /// Also show where each test is written and the parameters of the files it uses, then
+    /// every parameter the used files declare (type, default, doc).
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Args, Debug)]
@@ -295,7 +344,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(d) => {
-            eprint!("{}", d.render());
+            err!("{}", d.render());
             EXIT_BAD_INPUT
         }
     }
@@ -346,7 +395,7 @@ fn load(
     let flags = flag_layer(args, extra)?;
     let sources = config::gather(env, &cwd, flags)?;
     for w in &sources.warnings {
-        eprintln!("{w}");
+        errln!("{w}");
     }
     let version = sources.version();
     let packs = Packs::choose(args.specs.as_deref());
@@ -374,12 +423,22 @@ fn load(
     })
 }
 
+/// The plan check (`crate::check`): a typo in a template is an error before anything is sent.
+fn checked(plan: &plan::Plan<'_>, pack: &Pack) -> Result<(), Diagnostics> {
+    let problems = crate::check::plan(plan, pack.every_response.as_ref(), &pack.schemas_dir);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 /// Run in a checkout whose packs were edited since the binary was built, the embedded packs
 /// are still the ones used (a binary runs what it was built with, wherever it is started): say
 /// so, since the maintainer most likely meant the folder.
 fn note_stale_checkout(packs: &Packs, cwd: &Path) {
     if *packs == Packs::Embedded && source::differs_from_embedded(cwd) {
-        eprintln!(
+        errln!(
             "note: ./specs, ./datasets or ./schemas differ from the packs built into this binary, \
              which are the ones used; pass --specs specs to use the folder (or rebuild)"
         );
@@ -412,6 +471,7 @@ fn run(
     } = load(&args.config, env, &extra)?;
     let seed = config.seed.unwrap_or_else(random_seed);
     let plan = plan::build(&pack, &config, &filters, seed)?;
+    checked(&plan, &pack)?;
     let redactor = Redactor::default();
     let client = Client::new(
         ClientConfig {
@@ -448,7 +508,7 @@ fn run(
         redactor.clone(),
     );
     if !args.quiet {
-        eprintln!(
+        errln!(
             "oci-conform {} · spec {} · {} · {total} tests · seed {seed} · packs {}",
             env!("CARGO_PKG_VERSION"),
             pack.spec_version,
@@ -503,7 +563,7 @@ fn run(
     };
     let dir = PathBuf::from(&config.results_dir);
     let written = report::write_all(&dir, &result, &redactor);
-    println!(
+    outln!(
         "{}",
         redactor.scrub(&report::console::summary(
             &result,
@@ -511,11 +571,11 @@ fn run(
         ))
     );
     if let Err(e) = written {
-        eprintln!("error: cannot write results to {}: {e}", dir.display());
+        errln!("error: cannot write results to {}: {e}", dir.display());
         return Ok(EXIT_RUNTIME);
     }
     if !args.quiet {
-        eprintln!(
+        errln!(
             "Results written to {}: {}",
             dir.display(),
             report::FILES.join(", ")
@@ -562,8 +622,9 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
         filters,
     } = load(&args.config, env, &[])?;
     let plan = plan::build(&pack, &config, &filters, config.seed.unwrap_or(1))?;
+    checked(&plan, &pack)?;
     if args.by_requirement {
-        print!("{}", requirements(&plan.root, pack.every_response.as_ref()));
+        out!("{}", requirements(&plan.root, pack.every_response.as_ref()));
         return Ok(EXIT_OK);
     }
     let mut out = String::new();
@@ -607,9 +668,24 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
                 out.push('\n');
             }
         }
+        if args.verbose && (matches!(n.kind, PlanKind::Case(_)) || !n.params.is_empty()) {
+            out.push_str(&format!("{indent}    at {}", n.source));
+            if !n.params.is_empty() {
+                let params: Vec<String> = n
+                    .params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", shown(v)))
+                    .collect();
+                out.push_str(&format!(" · {}", params.join(", ")));
+            }
+            out.push('\n');
+        }
     });
-    print!("{out}");
-    println!(
+    if args.verbose {
+        out.push_str(&declared_params(&pack.root));
+    }
+    out!("{out}");
+    outln!(
         "{} tests in {} ({}) · spec {}",
         plan.root.case_count(),
         crate::diag::display_path(&pack.dir),
@@ -617,6 +693,68 @@ fn list(args: &ListArgs, env: &IndexMap<String, String>) -> Result<i32, Diagnost
         pack.spec_version
     );
     Ok(EXIT_OK)
+}
+
+/// A parameter value in one short line: a dataset item by its name, long lists by length.
+fn shown(v: &minijinja::value::Value) -> String {
+    use minijinja::value::ValueKind as K;
+    match v.kind() {
+        K::Map => match v.get_attr("name") {
+            Ok(n) if !n.is_undefined() => format!("<{n}>"),
+            _ => "{…}".to_string(),
+        },
+        K::Seq if v.len().unwrap_or(0) > 4 => format!("[{} items]", v.len().unwrap_or(0)),
+        K::String => format!("{:?}", v.as_str().unwrap_or_default()),
+        K::Bool => v.is_true().to_string(),
+        _ => v.to_string(),
+    }
+}
+
+/// Every parameter the files used in the tree declare, file by file.
+fn declared_params(root: &crate::scenario::NodeSpec) -> String {
+    fn walk<'a>(n: &'a crate::scenario::NodeSpec, out: &mut Vec<&'a crate::scenario::NodeSpec>) {
+        if let Some(u) = &n.uses {
+            if !u.node.params.is_empty() && !out.iter().any(|o| std::ptr::eq(*o, &*u.node)) {
+                out.push(&u.node);
+            }
+            walk(&u.node, out);
+        }
+        if let crate::scenario::NodeBody::Group(items) = &n.body {
+            for i in items {
+                walk(i, out);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, &mut files);
+    let mut out = String::from("\nParameters of the used files:\n");
+    for f in files {
+        let file = f
+            .pos
+            .file
+            .as_ref()
+            .map(|p| crate::diag::display_path(p))
+            .unwrap_or_default();
+        out.push_str(&format!("  {file}\n"));
+        for p in &f.params {
+            let default = p
+                .default
+                .as_ref()
+                .map(|d| match d {
+                    crate::template::ValueTmpl::Const(c, _) => format!(" = {}", shown(c)),
+                    crate::template::ValueTmpl::Expr(e) => format!(" = {{{{ {} }}}}", e.src),
+                    _ => " = (a template)".to_string(),
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "    {:<16} {:<30} {}\n",
+                p.name,
+                format!("{}{default}", p.type_.as_str()),
+                p.doc
+            ));
+        }
+    }
+    out
 }
 
 /// Requirement id → the tests citing it (case-level `req`), in id order, with a count line.
@@ -690,7 +828,7 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
     }
     // The coverage gap: requirements of a pack's version that no case checks yet.
     for w in &warnings.0 {
-        eprint!("{}", w.render().replacen("error:", "warning:", 1));
+        err!("{}", w.render().replacen("error:", "warning:", 1));
     }
     let mut seen = Vec::new();
     diags.0.retain(|d| {
@@ -700,18 +838,24 @@ fn lint(args: &LintArgs) -> Result<i32, Diagnostics> {
         fresh
     });
     if diags.is_empty() {
-        if warnings.is_empty() {
-            println!("ok: {checked} target(s) checked");
+        let embedded = paths.iter().all(|p| source::is_embedded(p));
+        let what = if embedded {
+            " (the packs built into this binary)"
         } else {
-            println!(
-                "ok: {checked} target(s) checked; {} warning(s): observable registry MUST / MUST NOT no case checks (`oci-conform coverage` lists them)",
+            ""
+        };
+        if warnings.is_empty() {
+            outln!("ok: {checked} target(s) checked{what}");
+        } else {
+            outln!(
+                "ok: {checked} target(s) checked{what}; {} warning(s): observable registry MUST / MUST NOT no case checks (`oci-conform coverage` lists them)",
                 warnings.0.len()
             );
         }
         Ok(EXIT_OK)
     } else {
-        eprint!("{}", diags.render());
-        eprintln!("{} problem(s) found", diags.0.len());
+        err!("{}", diags.render());
+        errln!("{} problem(s) found", diags.0.len());
         Ok(EXIT_BAD_INPUT)
     }
 }
@@ -737,9 +881,12 @@ fn coverage(args: &CoverageArgs, env: &IndexMap<String, String>) -> Result<i32, 
         let file = crate::coverage::read_results(r, &catalogue, &pack.spec_version)
             .map_err(|m| Diagnostic::new(Pos::default(), m))?;
         if file.spec_version != pack.spec_version {
-            eprintln!(
+            errln!(
                 "warning: {} is a run of spec {}, this report is of {} (its ids are read as {}'s)",
-                file.label, file.spec_version, pack.spec_version, pack.spec_version
+                file.label,
+                file.spec_version,
+                pack.spec_version,
+                pack.spec_version
             );
         }
         results.push(file);
@@ -750,7 +897,7 @@ fn coverage(args: &CoverageArgs, env: &IndexMap<String, String>) -> Result<i32, 
         CoverageFormat::Html => crate::coverage::render::html(&report),
         CoverageFormat::Yaml => crate::coverage::render::yaml(&report),
     };
-    print!("{text}");
+    out!("{text}");
     Ok(EXIT_OK)
 }
 
@@ -760,12 +907,12 @@ fn compare(args: &CompareArgs, color: ColorWhen) -> i32 {
     let (old, new) = match loaded {
         Ok(pair) => pair,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_BAD_INPUT;
         }
     };
     let c = report::compare::compare(&old, &new);
-    print!(
+    out!(
         "{}",
         report::compare::render(
             &c,
@@ -852,7 +999,7 @@ fn packs_inventory(packs: &Packs) -> String {
 fn packs_list(specs: Option<&Path>) -> Result<i32, Diagnostics> {
     let packs = Packs::choose(specs);
     pack::available(&packs.specs_dir())?;
-    print!("{}", packs_inventory(&packs));
+    out!("{}", packs_inventory(&packs));
     Ok(EXIT_OK)
 }
 
@@ -882,13 +1029,13 @@ fn packs_export(dir: &Path, force: bool) -> Result<i32, Diagnostics> {
     match written {
         Ok(n) => {
             let shown = dir.display();
-            println!("wrote {n} files to {shown}: specs/, datasets/, schemas/");
-            println!("check them:  oci-conform lint {shown}/specs");
-            println!("run them:    oci-conform run --specs {shown}/specs");
+            outln!("wrote {n} files to {shown}: specs/, datasets/, schemas/");
+            outln!("check them:  oci-conform lint {shown}/specs");
+            outln!("run them:    oci-conform run --specs {shown}/specs");
             Ok(EXIT_OK)
         }
         Err(e) => {
-            eprintln!("error: cannot write to {}: {e}", dir.display());
+            errln!("error: cannot write to {}: {e}", dir.display());
             Ok(EXIT_RUNTIME)
         }
     }
@@ -899,14 +1046,14 @@ fn man(args: &ManArgs) -> i32 {
         None => crate::shell::man_page(Cli::command(), &mut std::io::stdout()),
         Some(dir) => crate::shell::man_pages_to(Cli::command(), dir).map(|pages| {
             for p in pages {
-                println!("{}", p.display());
+                outln!("{}", p.display());
             }
         }),
     };
     match written {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: cannot write the man page: {e}");
+            errln!("error: cannot write the man page: {e}");
             EXIT_RUNTIME
         }
     }

@@ -441,6 +441,17 @@ impl Store {
         self.items.read().ok()?.get(id).cloned()
     }
 
+    /// The ids of every item, sorted (for "did you mean").
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .items
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
     /// Length of the largest item.
     pub fn largest(&self) -> u64 {
         self.items

@@ -206,6 +206,45 @@ pub fn compile(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<Dataset
     })
 }
 
+/// Checks the `with:` given to a dataset or recipe against the parameters it declares
+/// (`algorithm` is always one): a misspelt name would leave the default in place, quietly.
+/// `with` is the `with:` mapping node, for the positions of its keys.
+pub fn check_with(spec: &DatasetSpec, with: Option<&Node>) -> Vec<Diagnostic> {
+    let Some(crate::yaml::Value::Map(entries)) = with.map(|w| &w.value) else {
+        return Vec::new();
+    };
+    let file = spec
+        .pos
+        .file
+        .as_ref()
+        .map(|f| crate::diag::display_path(f))
+        .unwrap_or_default();
+    let declared: Vec<&str> = spec
+        .params
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .chain(["algorithm"])
+        .collect();
+    let mut out = Vec::new();
+    for (k, _) in entries {
+        let key = k.scalar_text();
+        if declared.contains(&key.as_str()) {
+            continue;
+        }
+        let d = Diagnostic::new(
+            k.pos.clone(),
+            format!("unknown parameter `{key}` of {file}"),
+        );
+        out.push(
+            match crate::diag::did_you_mean(&key, declared.iter().copied()) {
+                Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                None => d.with_hint(format!("{file} declares: {}", declared.join(", "))),
+            },
+        );
+    }
+    out
+}
+
 /// Compiles an optional template, recording a problem instead of failing.
 fn opt_tmpl(diags: &mut Diagnostics, s: &Option<Located<String>>) -> Option<Tmpl> {
     s.as_ref()
@@ -275,6 +314,7 @@ fn item_spec(node: &Node, resolver: &mut dyn RecipeResolver) -> Result<ItemSpec,
     let uses = match &def.use_ {
         Some(path) => match resolver.resolve_recipe(&path.value, &path.pos) {
             Ok(spec) => {
+                diags.0.extend(check_with(&spec, node.get("with")));
                 let with = def
                     .with
                     .iter()
@@ -576,13 +616,8 @@ impl Generator<'_, '_> {
                 None => vec![None],
                 Some((var, e)) => {
                     let list = e.eval(&scope.context())?;
-                    list.try_iter()
-                        .map_err(|err| {
-                            Diagnostic::new(
-                                e.pos.clone(),
-                                format!("`for_each` needs a list: {err}"),
-                            )
-                        })?
+                    crate::scenario::list_items(e, &list)?
+                        .into_iter()
                         .enumerate()
                         .map(|(i, v)| Some((var.clone(), v, i)))
                         .collect()
@@ -943,11 +978,16 @@ impl Object for ItemLookup {
             .or_else(|| reg.get(pattern))
             .cloned()
             .ok_or_else(|| {
+                let known: Vec<&str> = reg.keys().map(String::as_str).collect();
+                let close = crate::diag::did_you_mean(&scoped, known.iter().copied())
+                    .or_else(|| crate::diag::did_you_mean(pattern, known.iter().copied()))
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default();
                 MjError::new(
                     ErrorKind::InvalidOperation,
                     format!(
-                        "no item `{pattern}` defined before this one (known: {})",
-                        reg.keys().cloned().collect::<Vec<_>>().join(", ")
+                        "no item `{pattern}` defined before this one ({close}known: {})",
+                        known.join(", ")
                     ),
                 )
             })

@@ -89,35 +89,7 @@ pub struct CheckEnv<'a> {
 /// The status codes a status spec accepts.
 pub fn status_set(spec: &ValueTmpl, ctx: &Value) -> Result<Vec<u16>, Diagnostic> {
     let v = to_json(&spec.eval(ctx)?).unwrap_or_default();
-    let list = match v {
-        serde_json::Value::Array(items) => items,
-        other => vec![other],
-    };
-    let mut codes = Vec::new();
-    for x in &list {
-        // A class such as "4xx" stands for all its codes.
-        if let Some(class) = x
-            .as_str()
-            .and_then(|s| s.trim().strip_suffix("xx"))
-            .and_then(|d| d.parse::<u16>().ok())
-            .filter(|d| (1..=5).contains(d))
-        {
-            codes.extend(class * 100..class * 100 + 100);
-            continue;
-        }
-        let code = x
-            .as_u64()
-            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
-            .and_then(|n| u16::try_from(n).ok())
-            .ok_or_else(|| {
-                Diagnostic::new(
-                    spec.pos(),
-                    format!("`{x}` is not a status code (or a class such as 4xx)"),
-                )
-            })?;
-        codes.push(code);
-    }
-    Ok(codes)
+    crate::scenario::status_codes(&v, &spec.pos())
 }
 
 /// Runs every header, body and assertion check of `expect` (the status is checked by the runner).
@@ -320,7 +292,53 @@ fn list_text(v: &Value) -> Vec<String> {
     }
 }
 
-/// A short, safe excerpt of a body for messages.
+/// Bytes shown in hex when a body is not text.
+const HEX_HEAD: usize = 16;
+
+/// The first bytes of a body in hex (`1f 8b 08 00 …`), for bodies that are not text.
+pub fn hex_head(body: &[u8]) -> String {
+    let head: Vec<String> = body
+        .iter()
+        .take(HEX_HEAD)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let more = if body.len() > HEX_HEAD { " …" } else { "" };
+    format!("{}{more}", head.join(" "))
+}
+
+/// Whether bytes read as text; a character cut at the end is allowed when the bytes are
+/// only the start of the body.
+fn is_text(body: &[u8], cut: bool) -> bool {
+    let text = match std::str::from_utf8(body) {
+        Ok(t) => t,
+        Err(e) if cut && e.error_len().is_none() => {
+            std::str::from_utf8(&body[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    text.chars().all(|c| !c.is_control() || c.is_whitespace())
+}
+
+/// A body for messages: a short excerpt of text, or — for bytes that are not text — the size,
+/// the digest and the first bytes in hex, never the raw bytes.
+pub fn body_excerpt(body: &[u8], len: u64, digest: Option<&str>) -> String {
+    let cut = body.len() > 300 || (body.len() as u64) < len;
+    if is_text(&body[..body.len().min(300)], cut) {
+        return excerpt(body);
+    }
+    format!(
+        "{len} bytes, not text{}, starting {}",
+        digest.map(|d| format!(", {d}")).unwrap_or_default(),
+        hex_head(body)
+    )
+}
+
+/// The answer's body for messages (see [`body_excerpt`]).
+pub fn response_excerpt(resp: &Response) -> String {
+    body_excerpt(&resp.body, resp.body_len, resp.digest("sha256"))
+}
+
+/// A short, safe excerpt of a text for messages.
 pub fn excerpt(body: &[u8]) -> String {
     let t = String::from_utf8_lossy(&body[..body.len().min(300)]);
     let t: String = t
@@ -357,7 +375,7 @@ fn body_checks(
             format!(
                 "body must be empty, got {} bytes: {}",
                 resp.body_len,
-                excerpt(&resp.body)
+                response_excerpt(resp)
             )
         } else {
             "body must not be empty".to_string()
@@ -397,7 +415,7 @@ fn body_checks(
                 if resp.body.is_empty() {
                     String::new()
                 } else {
-                    format!("; body starts: {}", excerpt(&resp.body))
+                    format!("; body starts: {}", response_excerpt(resp))
                 }
             )
         };
@@ -411,7 +429,7 @@ fn body_checks(
             format!(
                 "body: expected `{}`, got `{}`",
                 excerpt(want.as_bytes()),
-                excerpt(&resp.body)
+                response_excerpt(resp)
             ),
             &t.pos,
         ));
@@ -423,7 +441,7 @@ fn body_checks(
             Some(Err(e)) => {
                 out.push(mk(
                     false,
-                    format!("body is not JSON ({e}): {}", excerpt(&resp.body)),
+                    format!("body is not JSON ({e}): {}", response_excerpt(resp)),
                     &b.pos,
                 ));
                 None
@@ -626,45 +644,13 @@ fn json_check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::de::Raw;
     use crate::yaml::parse;
 
     fn matcher(src: &str) -> MatcherSpec {
-        let n = parse(Path::new("m.yaml"), &format!("m: {src}\n")).unwrap();
-        let raw = Raw(n.get("m").unwrap().clone());
-        let node = crate::yaml::Node {
-            value: crate::yaml::Value::Map(vec![(
-                crate::yaml::Node::synthetic(crate::yaml::Value::Str("headers".into())),
-                crate::yaml::Node::synthetic(crate::yaml::Value::Map(vec![(
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("X".into())),
-                    raw.0,
-                )])),
-            )]),
-            pos: Pos::default(),
-        };
-        let wrapped = crate::yaml::Node {
-            value: crate::yaml::Value::Map(vec![
-                (
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("name".into())),
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("t".into())),
-                ),
-                (
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Str("steps".into())),
-                    crate::yaml::Node::synthetic(crate::yaml::Value::Seq(vec![
-                        crate::yaml::Node {
-                            value: crate::yaml::Value::Map(vec![(
-                                crate::yaml::Node::synthetic(crate::yaml::Value::Str(
-                                    "expect".into(),
-                                )),
-                                node,
-                            )]),
-                            pos: Pos::default(),
-                        },
-                    ])),
-                ),
-            ]),
-            pos: Pos::default(),
-        };
+        let text = format!(
+            "name: t\nsteps:\n  - request: {{method: GET, url: /}}\n    expect: {{headers: {{X: {src}}}}}\n"
+        );
+        let node = parse(Path::new("m.yaml"), &text).unwrap();
         struct NoFiles;
         impl crate::scenario::Resolver for NoFiles {
             fn resolve(
@@ -675,7 +661,7 @@ mod tests {
                 Err(Diagnostic::new(f.clone(), p))
             }
         }
-        let spec = crate::scenario::compile_node(&wrapped, &mut NoFiles).unwrap();
+        let spec = crate::scenario::compile_node(&node, &mut NoFiles).unwrap();
         let crate::scenario::NodeBody::Case(mut c) = spec.body else {
             panic!()
         };
@@ -727,6 +713,22 @@ mod tests {
         let m = matcher("{ matches: '0-[0-9]+' }");
         assert!(run(&m, &["0-511"])[0].ok);
         assert!(!run(&m, &["bytes 0-511"])[0].ok);
+    }
+
+    #[test]
+    fn binary_bodies_are_shown_by_size_digest_and_hex() {
+        let bin = [0x1f_u8, 0x8b, 0x08, 0x00, 0xff, 0x00, 0x01];
+        assert_eq!(
+            body_excerpt(&bin, 7, Some("sha256:ab")),
+            "7 bytes, not text, sha256:ab, starting 1f 8b 08 00 ff 00 01"
+        );
+        assert_eq!(
+            body_excerpt(b"{\"errors\": []}", 14, None),
+            "{\"errors\": []}"
+        );
+        // a character cut by the excerpt is still text
+        assert_eq!(body_excerpt("é".as_bytes(), 2, None), "é");
+        assert!(body_excerpt(&[0xc3], 1, None).contains("1 bytes, not text"));
     }
 
     #[test]

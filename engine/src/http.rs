@@ -146,6 +146,7 @@ impl ReqBody {
                     len: self.len(),
                     text: None,
                     digest: known.clone().or_else(|| c.known_digest("sha256", *r)),
+                    head: None,
                 },
             },
         }
@@ -255,6 +256,9 @@ pub struct BodySummary {
     /// sha256 digest when the body is not shown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The first bytes in hex, when the body is not text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 impl BodySummary {
@@ -279,7 +283,16 @@ impl BodySummary {
         } else {
             None
         };
-        BodySummary { len, text, digest }
+        let head = text
+            .is_none()
+            .then(|| crate::expect::hex_head(bytes))
+            .filter(|h| !h.is_empty());
+        BodySummary {
+            len,
+            text,
+            digest,
+            head,
+        }
     }
 }
 
@@ -1097,7 +1110,7 @@ impl Client {
         ex.response_body = BodySummary {
             len: ex.response_body.len,
             text: Some("(token response hidden)".into()),
-            digest: None,
+            ..BodySummary::default()
         };
         exchanges.push(ex);
         let fail = |m: String| {
@@ -1115,7 +1128,7 @@ impl Client {
             } else {
                 " to an anonymous request".to_string()
             };
-            let body = crate::expect::excerpt(&resp.body);
+            let body = crate::expect::response_excerpt(&resp);
             let detail = if body.is_empty() {
                 String::new()
             } else {

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod check;
 pub mod citations;
 pub mod cli;
 pub mod config;

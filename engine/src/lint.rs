@@ -1,10 +1,13 @@
 //! `oci-conform lint`: loads packs and files the way `run` does, without a registry, and
 //! reports every problem with its position — YAML syntax, unknown keys, wrong types, template
-//! syntax, `use` paths, anything planning with the default configuration runs into — and
-//! checks every file it loaded against its JSON Schema in `schemas/`.
+//! syntax, `use` paths — then plans each pack and checks every planned case's templates and
+//! conditions ([`crate::check`]) under two configurations: the pack's defaults, and every
+//! switch on (so cases that only some configurations plan are checked too); and it checks
+//! every file it loaded against its JSON Schema in `schemas/`.
 
 use std::path::{Path, PathBuf};
 
+use crate::check;
 use crate::config;
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::pack::{self, Loader};
@@ -76,32 +79,91 @@ fn check_pack(dir: &Path) -> (Diagnostics, Diagnostics) {
     (with_schema_problems(diags, &loader, &schemas_dir), warnings)
 }
 
-/// What planning the pack with the default configuration runs into, and what its citations
-/// of the requirement catalogue do (errors, then the coverage gap as warnings).
+/// What planning the pack runs into and what the plan check finds, under each configuration
+/// of [`variants`] (a problem only the second finds says so); and, with the defaults, what its
+/// citations of the requirement catalogue do (errors, then the coverage gap as warnings).
 fn plan_problems(pack: &pack::Pack, dir: &Path, loader: &Loader) -> (Diagnostics, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut warnings = Diagnostics::default();
-    let sources = config::Sources::default();
-    match config::resolve(&sources, &pack.defaults, &pack.spec_version) {
-        Ok(cfg) => match plan::build(pack, &cfg, &[], 1) {
-            Ok(plan) => {
-                if let Some(cat) = &pack.catalogue {
-                    let cites = crate::citations::collect(loader);
-                    let runtime = crate::citations::exported_names(loader);
-                    let (e, w) =
-                        crate::citations::check(cat, &pack.spec_version, &cites, &runtime, &plan);
-                    diags.0.extend(e.0);
-                    warnings = w;
+    let mut first: Vec<String> = Vec::new();
+    for (i, (label, layer)) in variants().into_iter().enumerate() {
+        let sources = config::Sources {
+            flags: layer,
+            ..config::Sources::default()
+        };
+        let found = match config::resolve(&sources, &pack.defaults, &pack.spec_version) {
+            Ok(cfg) => match plan::build(pack, &cfg, &[], 1) {
+                Ok(plan) => {
+                    let mut found =
+                        check::plan(&plan, pack.every_response.as_ref(), &pack.schemas_dir).0;
+                    if let (0, Some(cat)) = (i, &pack.catalogue) {
+                        let cites = crate::citations::collect(loader);
+                        let runtime = crate::citations::exported_names(loader);
+                        let (e, w) = crate::citations::check(
+                            cat,
+                            &pack.spec_version,
+                            &cites,
+                            &runtime,
+                            &plan,
+                        );
+                        found.extend(e.0);
+                        warnings = w;
+                    }
+                    found
                 }
+                Err(d) => vec![d],
+            },
+            Err(d) => vec![Diagnostic::new(
+                Pos::file(&dir.join("pack.yaml")),
+                format!("defaults: {}", d.message),
+            )],
+        };
+        for mut d in found {
+            let key = d.to_string();
+            if i == 0 {
+                first.push(key);
+            } else if first.contains(&key) {
+                continue;
+            } else {
+                let note = format!("found with the configuration {label}");
+                d.hint = Some(match d.hint {
+                    Some(h) => format!("{h}; {note}"),
+                    None => note,
+                });
             }
-            Err(d) => diags.push(d),
-        },
-        Err(d) => diags.push(Diagnostic::new(
-            Pos::file(&dir.join("pack.yaml")),
-            format!("defaults: {}", d.message),
-        )),
+            diags.push(d);
+        }
     }
     (diags, warnings)
+}
+
+/// The configurations a pack is planned with: its defaults (what users run), and every switch
+/// on — each API toggle, each data set, a large blob, read-only inputs — so that the cases
+/// other configurations plan are checked too. No case of the shipped packs is planned only
+/// when a switch is off: a switch off disables or leaves out, it never adds.
+fn variants() -> Vec<(&'static str, serde_json::Value)> {
+    fn all_on(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Bool(b) => *b = true,
+            serde_json::Value::Object(m) => m.values_mut().for_each(all_on),
+            _ => {}
+        }
+    }
+    let defaults = config::engine_defaults();
+    let mut on = serde_json::json!({"apis": defaults["apis"], "data": defaults["data"]});
+    all_on(&mut on);
+    let digest = format!("sha256:{}", "0".repeat(64));
+    on["roData"] = serde_json::json!({
+        "tags": ["latest"],
+        "manifests": [digest],
+        "blobs": [digest],
+        "referrers": [digest],
+    });
+    on["largeBlobSize"] = serde_json::json!(1 << 20);
+    vec![
+        ("of the pack's defaults", serde_json::json!({})),
+        ("with every switch on", on),
+    ]
 }
 
 /// The schemas folder a pack that failed to load declares (or the default one).

@@ -200,7 +200,7 @@ impl Loader {
             .as_ref()
             .and_then(|f| f.parent().map(Path::to_path_buf))
             .unwrap_or_default();
-        normalize(&base.join(path))
+        source::confine(&base, normalize(&base.join(path)))
     }
 
     fn enter(&mut self, path: &Path, from: &Pos, kind: FileKind) -> Result<Node, Diagnostic> {
@@ -351,7 +351,11 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         .collect();
 
     let mut datasets = Vec::new();
-    for d in &def.datasets {
+    let dataset_nodes = match node.get("datasets").map(|n| &n.value) {
+        Some(Y::Seq(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    for (i, d) in def.datasets.iter().enumerate() {
         let path = loader.path_from(&d.use_.value, &d.use_.pos);
         let Ok(spec) = loader.dataset_file(&path, &d.use_.pos).map_err(|e| {
             if e.message != REPORTED {
@@ -360,6 +364,10 @@ pub fn load_with(dir: &Path, loader: &mut Loader) -> Result<Pack, Diagnostics> {
         }) else {
             continue;
         };
+        diags.0.extend(dataset::check_with(
+            &spec,
+            dataset_nodes.get(i).and_then(|n| n.get("with")),
+        ));
         let with = d
             .with
             .iter()

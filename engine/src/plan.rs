@@ -47,6 +47,8 @@ pub struct PlanNode<'p> {
     pub summary: Option<String>,
     /// Judgement notes.
     pub note: Option<String>,
+    /// The parameters of the file this node uses (`params:`), as bound for it.
+    pub params: Vec<(String, Value)>,
     /// Why the node is Disabled, if it is.
     pub disabled: Option<String>,
     /// Run-time conditions: all must hold, else the node is omitted.
@@ -164,6 +166,7 @@ struct Site<'p> {
     note: Option<String>,
     pos: Option<Pos>,
     parallel: Option<bool>,
+    params: Vec<(String, Value)>,
 }
 
 struct Parent<'a> {
@@ -418,13 +421,9 @@ impl<'p> Planner<'p> {
             None => vec![None],
             Some((var, e)) => {
                 let list = e.eval(&ctx)?;
-                let iter = list.try_iter().map_err(|err| {
-                    Diagnostic::new(
-                        e.pos.clone(),
-                        format!("`for_each` needs a list, got {}: {err}", list.kind()),
-                    )
-                })?;
-                iter.enumerate()
+                crate::scenario::list_items(e, &list)?
+                    .into_iter()
+                    .enumerate()
                     .map(|(i, v)| Some((var.clone(), v, i)))
                     .collect()
             }
@@ -441,12 +440,10 @@ impl<'p> Planner<'p> {
             }
             let s = Scope::child(scope, vars);
             // Parameters first, so names and labels can use them.
-            if let Some(u) = &spec.uses {
-                for (k, v) in &u.with {
-                    let val = v.eval(&s.context())?;
-                    s.set(k, val);
-                }
-            }
+            let params = match &spec.uses {
+                Some(u) => bind_params(u, &s, &spec.pos)?,
+                None => Vec::new(),
+            };
             for (k, v) in &spec.vars {
                 let val = v.eval(&s.context())?;
                 s.set(k, val);
@@ -458,6 +455,9 @@ impl<'p> Planner<'p> {
 
             let mut here = site.clone();
             here.key = key;
+            if !params.is_empty() {
+                here.params = params;
+            }
             if here.name.is_none() {
                 if let Some(n) = &spec.name {
                     here.name = Some(n.render(&ctx)?);
@@ -676,6 +676,7 @@ impl<'p> Planner<'p> {
             source: site.pos.unwrap_or_else(|| spec.pos.clone()),
             summary: site.summary,
             note: site.note,
+            params: site.params,
             disabled,
             when: site.when,
             skip_unless: site.skip_unless,
@@ -691,6 +692,70 @@ impl<'p> Planner<'p> {
             kind,
         }])
     }
+}
+
+/// Binds the parameters of a `use` in its scope: the `with:` values, then the declared
+/// defaults of those not given; a declared parameter without a default must be given or
+/// already be defined where the file is used. Returns what the declared ones are bound to.
+fn bind_params(
+    u: &crate::scenario::Use,
+    s: &Arc<Scope>,
+    site: &Pos,
+) -> Result<Vec<(String, Value)>, Diagnostic> {
+    let file = u
+        .node
+        .pos
+        .file
+        .as_ref()
+        .map(|f| crate::diag::display_path(f))
+        .unwrap_or_default();
+    let declared = |k: &str| u.node.params.iter().find(|p| p.name == k);
+    let typed = |k: &str, val: &Value, at: Pos| -> Result<(), Diagnostic> {
+        match declared(k) {
+            Some(p) if !p.type_.admits(val) => Err(Diagnostic::new(
+                at,
+                format!(
+                    "parameter `{k}` of {file} is of type `{}`, found {}",
+                    p.type_.as_str(),
+                    crate::scenario::describe(val)
+                ),
+            )
+            .with_hint(p.doc.clone())),
+            _ => Ok(()),
+        }
+    };
+    for (k, v) in &u.with {
+        let val = v.eval(&s.context())?;
+        typed(k, &val, v.pos())?;
+        s.set(k, val);
+    }
+    let mut bound = Vec::new();
+    for p in &u.node.params {
+        if !u.with.iter().any(|(k, _)| *k == p.name) {
+            match &p.default {
+                Some(d) => {
+                    let val = d.eval(&s.context())?;
+                    typed(&p.name, &val, d.pos())?;
+                    s.set(&p.name, val);
+                }
+                None => match s.lookup(&p.name) {
+                    Some(val) if !val.is_undefined() => typed(&p.name, &val, site.clone())?,
+                    _ => {
+                        return Err(Diagnostic::new(
+                            site.clone(),
+                            format!("{file} needs parameter `{}`: {}", p.name, p.doc),
+                        )
+                        .with_hint(format!(
+                            "give it in `with:`, or define `{}` where the file is used",
+                            p.name
+                        )))
+                    }
+                },
+            }
+        }
+        bound.push((p.name.clone(), s.lookup(&p.name).unwrap_or_default()));
+    }
+    Ok(bound)
 }
 
 /// Adds the keys a rendered `exclusive` or `shared` entry names: a key, or a list of keys; empty ones and
@@ -786,12 +851,18 @@ fn describe_scope(scope: &Arc<Scope>) -> String {
         .iter()
         .take(3)
         .map(|(k, v)| {
-            let shown = v
-                .get_attr("name")
-                .ok()
-                .filter(|n| !n.is_undefined())
-                .unwrap_or_else(|| v.clone())
-                .to_string();
+            // An item by its name; another mapping or list only by its kind.
+            let shown = match v.get_attr("name").ok().filter(|n| !n.is_undefined()) {
+                Some(n) => n.to_string(),
+                None if matches!(
+                    v.kind(),
+                    minijinja::value::ValueKind::Map | minijinja::value::ValueKind::Seq
+                ) =>
+                {
+                    crate::scenario::describe(v)
+                }
+                None => v.to_string(),
+            };
             format!("{k}={}", shown.chars().take(60).collect::<String>())
         })
         .collect();

@@ -93,8 +93,12 @@ pub struct Finding {
     /// Requirement ids.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub req: Vec<String>,
-    /// Index of the exchange the check was made on.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Index of the exchange the check was made on (from 0); results.yaml writes its number
+    /// (from 1), as the report and junit.xml number exchanges.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_exchange_number"
+    )]
     pub exchange: Option<usize>,
 }
 
@@ -217,6 +221,13 @@ pub struct CaseResult {
     /// Every request and answer (credentials masked).
     #[serde(skip)]
     pub exchanges: Vec<Exchange>,
+}
+
+fn ser_exchange_number<S: serde::Serializer>(i: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+    match i {
+        Some(i) => s.serialize_u64(*i as u64 + 1),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

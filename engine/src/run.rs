@@ -15,7 +15,7 @@ use minijinja::value::Value;
 
 use crate::content::Store;
 use crate::diag::{Diagnostic, Pos};
-use crate::expect::{self, excerpt, CheckEnv, Schemas};
+use crate::expect::{self, CheckEnv, Schemas};
 use crate::http::{Client, Exchange, Recv, ReqBody, Request, Response};
 use crate::plan::{Plan, PlanKind, PlanNode};
 use crate::results::{CaseResult, Finding, GroupResult, ResultNode, Status};
@@ -130,10 +130,16 @@ struct CaseState {
     declined: usize,
     /// MUST-level problems met while cleaning up (recorded as warnings, yet the step failed).
     cleanup_failures: usize,
+    /// The `name:` of the innermost named step running, which leads its findings.
+    step: Option<String>,
 }
 
 impl CaseState {
     fn finding(&mut self, level: Level, message: String, pos: &Pos, req: Vec<String>) {
+        let message = match &self.step {
+            Some(name) => format!("{name}: {message}"),
+            None => message,
+        };
         let f = Finding {
             message,
             source: pos.to_string(),
@@ -159,15 +165,7 @@ impl CaseState {
 
     fn scenario_error(&mut self, d: &Diagnostic) {
         if self.error.is_none() {
-            self.error = Some(format!(
-                "scenario error at {}: {}{}",
-                d.pos,
-                d.message,
-                d.hint
-                    .as_ref()
-                    .map(|h| format!(" ({h})"))
-                    .unwrap_or_default()
-            ));
+            self.error = Some(scenario_error_text(d));
         }
     }
 }
@@ -307,10 +305,7 @@ impl Walk<'_, '_> {
                     Ok(true) => {}
                     Ok(false) => return None,
                     Err(d) => {
-                        forced = Some((
-                            Status::Error,
-                            format!("scenario error at {}: {}", d.pos, d.message),
-                        ));
+                        forced = Some((Status::Error, scenario_error_text(&d)));
                     }
                 }
             }
@@ -326,18 +321,12 @@ impl Walk<'_, '_> {
                         );
                         forced = Some(match why {
                             Ok(w) => (Status::Skip, w),
-                            Err(d) => (
-                                Status::Error,
-                                format!("scenario error at {}: {}", d.pos, d.message),
-                            ),
+                            Err(d) => (Status::Error, scenario_error_text(&d)),
                         });
                         break;
                     }
                     Err(d) => {
-                        forced = Some((
-                            Status::Error,
-                            format!("scenario error at {}: {}", d.pos, d.message),
-                        ));
+                        forced = Some((Status::Error, scenario_error_text(&d)));
                         break;
                     }
                 }
@@ -481,12 +470,12 @@ impl Runner<'_> {
                 return Flow::Stop;
             }
         };
-        let Ok(iter) = items.try_iter() else {
-            st.scenario_error(&Diagnostic::new(
-                list.pos.clone(),
-                format!("`for_each` needs a list, got {}", items.kind()),
-            ));
-            return Flow::Stop;
+        let iter = match crate::scenario::list_items(list, &items) {
+            Ok(items) => items,
+            Err(d) => {
+                st.scenario_error(&d);
+                return Flow::Stop;
+            }
         };
         // With a loop, `when` is checked for each item, after earlier items ran.
         for item in iter {
@@ -518,7 +507,25 @@ impl Runner<'_> {
         }
     }
 
+    /// Runs a step whose `when` holds, its `name:` (rendered for this item) leading the
+    /// findings it makes.
     fn step_body(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
+        let outer = st.step.clone();
+        if let Some(n) = &step.name {
+            match n.render(&frame.context()) {
+                Ok(name) => st.step = Some(name),
+                Err(d) => {
+                    st.scenario_error(&d);
+                    return Flow::Stop;
+                }
+            }
+        }
+        let flow = self.step_inner(step, frame, st);
+        st.step = outer;
+        flow
+    }
+
+    fn step_inner(&self, step: &StepSpec, frame: &Arc<Scope>, st: &mut CaseState) -> Flow {
         for (k, v) in &step.set {
             match v.eval(&frame.context()) {
                 Ok(val) => st.set(frame, k, val),
@@ -668,7 +675,8 @@ impl Runner<'_> {
             let flow = self.evaluate(step, &request, &resp, frame, st, level);
             if state(st) == before {
                 st.created.1 += 1;
-                self.track(step, frame, resp.status, st.created);
+                let at = st.created;
+                self.track(step, frame, &resp, at, st);
             }
             return flow;
         }
@@ -695,8 +703,23 @@ impl Runner<'_> {
     ///
     /// Whatever statuses a step accepts, only a 2xx creates and only a 2xx or 404 deletes: a
     /// step may accept `405` as "deletion disabled", but then the content is still there.
-    fn track(&self, step: &StepSpec, frame: &Arc<Scope>, status: u16, at: (usize, usize)) {
-        let ctx = frame.context();
+    ///
+    /// Both are rendered with the answer in scope (`response.digest`); one that cannot be
+    /// rendered is a scenario error, not a resource quietly left out of the cleanup.
+    fn track(
+        &self,
+        step: &StepSpec,
+        frame: &Arc<Scope>,
+        resp: &Response,
+        at: (usize, usize),
+        st: &mut CaseState,
+    ) {
+        if step.creates.is_none() && step.deletes.is_none() {
+            return;
+        }
+        let status = resp.status;
+        let (rframe, _) = response_frame(frame, resp);
+        let ctx = rframe.context();
         let absolute = |u: String| {
             let u = if u.starts_with('/') {
                 format!("{}{u}", self.base)
@@ -706,15 +729,17 @@ impl Runner<'_> {
             u.split('?').next().unwrap_or_default().to_string()
         };
         let success = (200..300).contains(&status);
-        if let Some(Ok(u)) = step.creates.as_ref().map(|t| t.render(&ctx)) {
-            if success {
-                self.resources.created(absolute(u), at);
-            }
+        match step.creates.as_ref().map(|t| t.render(&ctx)) {
+            Some(Ok(u)) if success => self.resources.created(absolute(u), at),
+            Some(Err(d)) => st.scenario_error(&d),
+            _ => {}
         }
-        if let Some(Ok(u)) = step.deletes.as_ref().map(|t| t.render(&ctx)) {
-            if success || matches!(status, 404 | 410) {
+        match step.deletes.as_ref().map(|t| t.render(&ctx)) {
+            Some(Ok(u)) if success || matches!(status, 404 | 410) => {
                 self.resources.deleted(&absolute(u));
             }
+            Some(Err(d)) => st.scenario_error(&d),
+            _ => {}
         }
     }
 
@@ -998,7 +1023,18 @@ impl CaseState {
             created: (0, 0),
             declined: 0,
             cleanup_failures: 0,
+            step: None,
         }
+    }
+}
+
+/// A scenario problem met while running, as the reason of an Error: where it is written (every
+/// template carries its file:line:col), what is wrong, and the hint.
+fn scenario_error_text(d: &Diagnostic) -> String {
+    if d.pos.file.is_some() || d.pos.is_known() {
+        format!("scenario error at {d}")
+    } else {
+        format!("scenario error: {d}")
     }
 }
 
@@ -1069,9 +1105,23 @@ fn body_detail(resp: &Response, json: Option<&serde_json::Value>) -> String {
     if resp.body.is_empty() {
         String::new()
     } else {
-        format!(" (body: {})", excerpt(&resp.body))
+        format!(" (body: {})", crate::expect::response_excerpt(resp))
     }
 }
+
+/// The fields of `response` in templates (the plan check gives a stand-in the same fields).
+pub const RESPONSE_FIELDS: [&str; 10] = [
+    "status",
+    "links",
+    "url",
+    "headers",
+    "header_values",
+    "location",
+    "text",
+    "json",
+    "size",
+    "digest",
+];
 
 /// A frame holding `response` for templates, and the parsed JSON body (or why it is not JSON).
 fn response_frame(
@@ -1186,6 +1236,19 @@ mod tests {
             .into_iter()
             .map(|c| (c.id.clone(), c.status, c.reason.clone()))
             .collect()
+    }
+
+    #[test]
+    fn the_response_of_templates_has_the_fields_the_check_knows() {
+        let frame = Scope::root(IndexMap::new());
+        let (f, _) = response_frame(&frame, &Response::default());
+        let response = f.lookup("response").unwrap();
+        let keys: Vec<String> = response
+            .try_iter()
+            .unwrap()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(keys, RESPONSE_FIELDS);
     }
 
     #[test]

@@ -64,6 +64,9 @@ struct NodeDef {
     use_: Option<Located<String>>,
     #[serde(default)]
     with: IndexMap<String, Raw>,
+    /// Read from the node itself by `params_spec` (it needs the positions of the names).
+    #[serde(default, rename = "params")]
+    _params: Option<Raw>,
     #[serde(default)]
     when: Option<Located<String>>,
     #[serde(default)]
@@ -273,6 +276,81 @@ struct RetryDef {
     delay_ms: Option<u64>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamDef {
+    #[serde(rename = "type")]
+    type_: ParamType,
+    #[serde(default, rename = "default")]
+    _default: Option<Raw>,
+    doc: String,
+}
+
+/// The type a declared parameter takes.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    /// `true` or `false`.
+    Boolean,
+    /// A text.
+    String,
+    /// A whole number.
+    Integer,
+    /// Any number.
+    Number,
+    /// A list.
+    Array,
+    /// A mapping.
+    Object,
+    /// Anything.
+    Any,
+}
+
+impl ParamType {
+    /// The name as `params:` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::Boolean => "boolean",
+            ParamType::String => "string",
+            ParamType::Integer => "integer",
+            ParamType::Number => "number",
+            ParamType::Array => "array",
+            ParamType::Object => "object",
+            ParamType::Any => "any",
+        }
+    }
+
+    /// Whether `v` has this type.
+    pub fn admits(self, v: &minijinja::value::Value) -> bool {
+        use minijinja::value::ValueKind as K;
+        match self {
+            ParamType::Any => true,
+            ParamType::Boolean => v.kind() == K::Bool,
+            ParamType::String => v.kind() == K::String,
+            ParamType::Integer => v.is_integer(),
+            ParamType::Number => v.kind() == K::Number,
+            ParamType::Array => v.kind() == K::Seq,
+            ParamType::Object => v.kind() == K::Map,
+        }
+    }
+}
+
+/// A parameter a file used with `use:` declares in its `params:` block.
+#[derive(Debug)]
+pub struct ParamSpec {
+    /// The name the file reads.
+    pub name: String,
+    /// The type its value must have.
+    pub type_: ParamType,
+    /// The value when a use site does not give one (template over the use site's scope);
+    /// none: the use site gives it, or its scope already defines it.
+    pub default: Option<ValueTmpl>,
+    /// What it does, in one line.
+    pub doc: String,
+    /// Where it is declared.
+    pub pos: Pos,
+}
+
 /// JSON value types a matcher can require.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -311,6 +389,8 @@ pub struct NodeSpec {
     pub pos: Pos,
     /// Another file's node this one stands for, with its parameters.
     pub uses: Option<Use>,
+    /// The parameters this node takes when a file uses it (`params:`, at the top of a file).
+    pub params: Vec<ParamSpec>,
     /// Omit the node (not counted) when false; evaluated at run time.
     pub when: Option<Expr>,
     /// Record the node as Skip (with `skip_reason`) when false; evaluated at run time.
@@ -572,7 +652,7 @@ pub trait Resolver {
 /// Compiles a scenario node tree, collecting every problem found.
 pub fn compile_node(node: &Node, resolver: &mut dyn Resolver) -> Result<NodeSpec, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let spec = node_spec(node, resolver, &mut diags);
+    let spec = node_spec(node, resolver, &mut diags, true);
     match spec {
         Some(s) if diags.is_empty() => Ok(s),
         _ => {
@@ -634,10 +714,173 @@ fn for_each(
     expr(diags, e).map(|e| (name.clone(), e))
 }
 
+/// The parameters a file declares (`params:` at its top).
+fn params_spec(diags: &mut Diagnostics, node: &Node, top: bool) -> Vec<ParamSpec> {
+    let Some(block) = node.get("params") else {
+        return Vec::new();
+    };
+    if !top {
+        diags.push(
+            Diagnostic::new(
+                node.key_pos("params")
+                    .cloned()
+                    .unwrap_or_else(|| block.pos.clone()),
+                "`params` belong at the top of a file, where the files that `use` it see them",
+            )
+            .with_hint("inside a file, bind values with `vars`"),
+        );
+        return Vec::new();
+    }
+    let crate::yaml::Value::Map(entries) = &block.value else {
+        diags.push(Diagnostic::new(
+            block.pos.clone(),
+            "`params` maps each parameter name to {type, default, doc}",
+        ));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let Some(def) = ok(diags, from_node::<ParamDef>(v)) else {
+            continue;
+        };
+        let default = match v.get("default") {
+            Some(d) => match ValueTmpl::new(d) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    diags.push(e);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        if let Some(c) = default.as_ref().and_then(ValueTmpl::as_const) {
+            if !def.type_.admits(c) {
+                diags.push(Diagnostic::new(
+                    default.as_ref().map(ValueTmpl::pos).unwrap_or_default(),
+                    format!(
+                        "the default of `{}` is {}, not a value of its type `{}`",
+                        k.scalar_text(),
+                        describe(c),
+                        def.type_.as_str()
+                    ),
+                ));
+            }
+        }
+        out.push(ParamSpec {
+            name: k.scalar_text(),
+            type_: def.type_,
+            default,
+            doc: def.doc,
+            pos: k.pos.clone(),
+        });
+    }
+    out
+}
+
+/// The items a `for_each` expression evaluated to: a list (or what a filter yields). A string
+/// or a mapping iterates too (characters, keys), but that is never what a scenario means.
+pub fn list_items(
+    e: &Expr,
+    v: &minijinja::value::Value,
+) -> Result<Vec<minijinja::value::Value>, Diagnostic> {
+    use minijinja::value::ValueKind as K;
+    let items = match v.kind() {
+        K::Seq | K::Iterable => v.try_iter().ok(),
+        _ => None,
+    };
+    items.map(Iterator::collect).ok_or_else(|| {
+        Diagnostic::new(
+            e.pos.clone(),
+            format!("`for_each` needs a list, found {}", describe(v)),
+        )
+        .with_hint("one copy is made per item of a list, e.g. `{blob: dataset.blobs}`")
+    })
+}
+
+/// A value's kind and text for messages: "the string `yes`".
+pub fn describe(v: &minijinja::value::Value) -> String {
+    use minijinja::value::ValueKind as K;
+    let kind = match v.kind() {
+        K::Bool => "the boolean",
+        K::String => "the string",
+        K::Number => "the number",
+        K::Seq => "the list",
+        K::Map => "the mapping",
+        K::None => return "none".into(),
+        K::Undefined => return "undefined".into(),
+        _ => "the value",
+    };
+    match v.kind() {
+        K::Map => {
+            let keys: Vec<String> = v
+                .try_iter()
+                .map(|it| it.take(4).map(|k| format!("`{k}`")).collect())
+                .unwrap_or_default();
+            format!("a mapping (keys {})", keys.join(", "))
+        }
+        K::Seq => format!("a list of {}", v.len().unwrap_or(0)),
+        _ => {
+            let text: String = v.to_string().chars().take(60).collect();
+            format!("{kind} `{text}`")
+        }
+    }
+}
+
+/// Checks the `with:` of a use site against the parameters the used file declares: an unknown
+/// name is a typo that would leave the file with its default, silently.
+fn check_with(
+    diags: &mut Diagnostics,
+    node: &Node,
+    with: &[(String, ValueTmpl)],
+    target: &NodeSpec,
+) {
+    let file = target
+        .pos
+        .file
+        .as_ref()
+        .map(|f| crate::diag::display_path(f))
+        .unwrap_or_default();
+    let key_pos = |k: &str| {
+        node.get("with")
+            .and_then(|w| w.key_pos(k))
+            .cloned()
+            .unwrap_or_else(|| node.pos.clone())
+    };
+    for (k, v) in with {
+        let Some(p) = target.params.iter().find(|p| &p.name == k) else {
+            let declared: Vec<&str> = target.params.iter().map(|p| p.name.as_str()).collect();
+            let d = Diagnostic::new(key_pos(k), format!("unknown parameter `{k}` of {file}"));
+            diags.push(
+                match crate::diag::did_you_mean(k, declared.iter().copied()) {
+                    Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                    None if declared.is_empty() => d.with_hint(format!(
+                    "{file} declares no `params`; a value it reads from `with:` is declared there"
+                )),
+                    None => d.with_hint(format!("{file} declares: {}", declared.join(", "))),
+                },
+            );
+            continue;
+        };
+        if let Some(c) = v.as_const() {
+            if !p.type_.admits(c) {
+                diags.push(Diagnostic::new(
+                    v.pos(),
+                    format!(
+                        "parameter `{k}` of {file} is of type `{}`, found {}",
+                        p.type_.as_str(),
+                        describe(c)
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 fn node_spec(
     node: &Node,
     resolver: &mut dyn Resolver,
     diags: &mut Diagnostics,
+    top: bool,
 ) -> Option<NodeSpec> {
     let def: NodeDef = ok(diags, from_node(node))?;
     let pos = def
@@ -672,23 +915,25 @@ fn node_spec(
     let uses = match &def.use_ {
         Some(path) => {
             let target = ok(diags, resolver.resolve(&path.value, &path.pos));
-            target.map(|node| Use {
-                node,
-                with: values(diags, &def.with),
+            target.map(|target| {
+                let with = values(diags, &def.with);
+                check_with(diags, node, &with, &target);
+                Use { node: target, with }
             })
         }
         None => None,
     };
+    let params = params_spec(diags, node, top);
 
     let body = if let Some(items) = &def.items {
         NodeBody::Group(
             items
                 .iter()
-                .filter_map(|i| node_spec(&i.0, resolver, diags))
+                .filter_map(|i| node_spec(&i.0, resolver, diags, false))
                 .collect(),
         )
     } else if let Some(steps) = &def.steps {
-        NodeBody::Case(CaseSpec {
+        let case = CaseSpec {
             steps: steps
                 .iter()
                 .filter_map(|s| step_spec(&s.0, diags))
@@ -699,7 +944,9 @@ fn node_spec(
                 .filter_map(|s| step_spec(&s.0, diags))
                 .collect(),
             export: values(diags, &def.export),
-        })
+        };
+        unread_captures(diags, &case);
+        NodeBody::Case(case)
     } else {
         NodeBody::Use
     };
@@ -758,6 +1005,7 @@ fn node_spec(
         note: def.note,
         pos,
         uses,
+        params,
         when: def.when.as_ref().and_then(|w| expr(diags, w)),
         skip_unless: def.skip_unless.as_ref().and_then(|w| expr(diags, w)),
         skip_reason: def.skip_reason.as_ref().and_then(|w| tmpl(diags, w)),
@@ -815,6 +1063,48 @@ fn step_spec(node: &Node, diags: &mut Diagnostics) -> Option<StepSpec> {
             pos.clone(),
             "`unsupported` describes answers, so it needs a `request`",
         ));
+    }
+    if def.request.is_none() {
+        // Checks of an answer in a step that gets none would never be made: the step would
+        // pass without checking what it says.
+        if let Some(e) = &def.expect {
+            let at = |key: &str| {
+                node.get("expect")
+                    .and_then(|x| x.key_pos(key))
+                    .cloned()
+                    .unwrap_or_else(|| pos.clone())
+            };
+            for (key, given) in [
+                ("status", e.status.is_some()),
+                ("headers", !e.headers.is_empty()),
+                ("body", e.body.is_some()),
+            ] {
+                if given {
+                    diags.push(
+                        Diagnostic::new(
+                            at(key),
+                            format!(
+                                "`expect.{key}` checks an answer, but this step sends no `request`"
+                            ),
+                        )
+                        .with_hint(
+                            "a step without a request can only `expect` `assert`s on variables",
+                        ),
+                    );
+                }
+            }
+        }
+        if !def.capture.is_empty() {
+            diags.push(
+                Diagnostic::new(
+                    node.key_pos("capture")
+                        .cloned()
+                        .unwrap_or_else(|| pos.clone()),
+                    "`capture` takes values from an answer, but this step sends no `request`",
+                )
+                .with_hint("use `set` for values that do not come from an answer"),
+            );
+        }
     }
     let request = def.request.as_ref().and_then(|r| request_spec(r, diags));
     let expect = match &def.expect {
@@ -910,11 +1200,245 @@ fn request_spec(def: &RequestDef, diags: &mut Diagnostics) -> Option<RequestSpec
     })
 }
 
+/// Every template of a case, in no particular order.
+pub enum Template<'a> {
+    /// A string template.
+    Tmpl(&'a Tmpl),
+    /// An expression.
+    Expr(&'a Expr),
+    /// A value whose strings are templates.
+    Value(&'a ValueTmpl),
+}
+
+impl CaseSpec {
+    /// Calls `f` on every template of the case: its steps (nested, `unsupported` ones
+    /// included), its cleanup and its exports.
+    pub fn templates<'a>(&'a self, f: &mut dyn FnMut(Template<'a>)) {
+        for s in self.steps.iter().chain(&self.cleanup) {
+            s.templates(f);
+        }
+        for (_, v) in &self.export {
+            f(Template::Value(v));
+        }
+    }
+}
+
+impl MatcherSpec {
+    fn templates<'a>(&'a self, f: &mut dyn FnMut(Template<'a>)) {
+        if let Some(w) = &self.when {
+            f(Template::Expr(w));
+        }
+        let values = [
+            &self.present,
+            &self.absent,
+            &self.equals,
+            &self.one_of,
+            &self.contains,
+            &self.length,
+        ];
+        for v in values.into_iter().flatten() {
+            f(Template::Value(v));
+        }
+        if let Some(m) = &self.message {
+            f(Template::Tmpl(m));
+        }
+    }
+}
+
+impl ExpectSpec {
+    /// Calls `f` on every template of the checks.
+    pub fn templates<'a>(&'a self, f: &mut dyn FnMut(Template<'a>)) {
+        if let Some(s) = &self.status {
+            f(Template::Value(&s.value));
+        }
+        for (_, m) in &self.headers {
+            m.templates(f);
+        }
+        if let Some(b) = &self.body {
+            for t in [&b.content, &b.range, &b.text].into_iter().flatten() {
+                f(Template::Tmpl(t));
+            }
+            for (_, m) in b.json.iter().flatten() {
+                m.templates(f);
+            }
+        }
+        for a in &self.assert {
+            f(Template::Expr(&a.that));
+            f(Template::Tmpl(&a.message));
+        }
+    }
+}
+
+impl StepSpec {
+    /// Calls `f` on every template of the step and of the steps inside it.
+    pub fn templates<'a>(&'a self, f: &mut dyn FnMut(Template<'a>)) {
+        for t in [&self.name, &self.creates, &self.deletes]
+            .into_iter()
+            .flatten()
+        {
+            f(Template::Tmpl(t));
+        }
+        if let Some(w) = &self.when {
+            f(Template::Expr(w));
+        }
+        if let Some((_, e)) = &self.for_each {
+            f(Template::Expr(e));
+        }
+        for (_, v) in self.set.iter().chain(&self.capture) {
+            f(Template::Value(v));
+        }
+        if let Some(r) = &self.request {
+            f(Template::Tmpl(&r.url));
+            for (_, v) in &r.query {
+                f(Template::Value(v));
+            }
+            for (_, t) in &r.headers {
+                f(Template::Tmpl(t));
+            }
+            match &r.body {
+                Some(BodySpec::Content { id, range }) => {
+                    f(Template::Tmpl(id));
+                    if let Some(r) = range {
+                        f(Template::Tmpl(r));
+                    }
+                }
+                Some(BodySpec::Text(t)) => f(Template::Tmpl(t)),
+                Some(BodySpec::Json(v)) => f(Template::Value(v)),
+                None => {}
+            }
+        }
+        self.expect.templates(f);
+        for u in &self.unsupported {
+            if let Some(s) = &u.status {
+                f(Template::Value(&s.value));
+            }
+            for (_, m) in &u.headers {
+                m.templates(f);
+            }
+            if let Some(w) = &u.when {
+                f(Template::Expr(w));
+            }
+            f(Template::Tmpl(&u.reason));
+            for (_, v) in &u.capture {
+                f(Template::Value(v));
+            }
+            for s in &u.then {
+                s.templates(f);
+            }
+        }
+        for s in &self.steps {
+            s.templates(f);
+        }
+    }
+
+    /// The names this step and the steps inside it capture from answers, with where.
+    fn captured<'a>(&'a self, out: &mut Vec<(&'a str, Pos)>) {
+        for (k, v) in &self.capture {
+            out.push((k.as_str(), v.pos()));
+        }
+        for u in &self.unsupported {
+            for (k, v) in &u.capture {
+                out.push((k.as_str(), v.pos()));
+            }
+            for s in &u.then {
+                s.captured(out);
+            }
+        }
+        for s in &self.steps {
+            s.captured(out);
+        }
+    }
+}
+
+/// A value a case captures lives until the case ends, so only the case can read it. One that
+/// nothing reads is an error: the step that should read it reads something else, perhaps an
+/// older capture of a similar name. (`set` is not held to this: a step may `set` a value only
+/// to check it with an `assert`, or do nothing but set.)
+fn unread_captures(diags: &mut Diagnostics, case: &CaseSpec) {
+    let mut read = std::collections::HashSet::new();
+    case.templates(&mut |t| {
+        let names = match t {
+            Template::Tmpl(t) => vec![t.names()],
+            Template::Expr(e) => vec![e.names()],
+            Template::Value(v) => v
+                .parts()
+                .into_iter()
+                .map(|p| match p {
+                    crate::template::Part::Expr(e) => e.names(),
+                    crate::template::Part::Tmpl(t) => t.names(),
+                })
+                .collect(),
+        };
+        for n in names {
+            read.extend(n.roots().map(String::from));
+        }
+    });
+    let mut assigned = Vec::new();
+    for s in case.steps.iter().chain(&case.cleanup) {
+        s.captured(&mut assigned);
+    }
+    let mut reported = std::collections::HashSet::new();
+    for (name, pos) in assigned {
+        if !read.contains(name) && reported.insert(name) {
+            let names: Vec<&str> = read.iter().map(String::as_str).collect();
+            let d = Diagnostic::new(
+                pos,
+                format!("`{name}` is captured here but nothing in the case reads it"),
+            );
+            diags.push(match crate::diag::did_you_mean(name, names) {
+                Some(s) => d.with_hint(format!("the case reads `{s}`: is one of them misspelt?")),
+                None => d.with_hint("a capture lives until the case ends; remove it, or read it"),
+            });
+        }
+    }
+}
+
+/// The status codes a status value stands for: codes, lists of codes and classes (`4xx`).
+pub fn status_codes(v: &serde_json::Value, pos: &Pos) -> Result<Vec<u16>, Diagnostic> {
+    let list = match v {
+        serde_json::Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    let mut codes = Vec::new();
+    for x in &list {
+        // A class such as "4xx" stands for all its codes.
+        if let Some(class) = x
+            .as_str()
+            .and_then(|s| s.trim().strip_suffix("xx"))
+            .and_then(|d| d.parse::<u16>().ok())
+            .filter(|d| (1..=5).contains(d))
+        {
+            codes.extend(class * 100..class * 100 + 100);
+            continue;
+        }
+        let code = x
+            .as_u64()
+            .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| (100..=599).contains(n))
+            .ok_or_else(|| {
+                Diagnostic::new(
+                    pos.clone(),
+                    format!("`{x}` is not a status code (100-599, or a class such as 4xx)"),
+                )
+            })?;
+        codes.push(code);
+    }
+    Ok(codes)
+}
+
 fn status(diags: &mut Diagnostics, raw: &Raw) -> Option<Located<ValueTmpl>> {
     match &raw.0.value {
-        Y::Int(_) | Y::Str(_) | Y::Seq(_) => value(diags, raw).map(|v| Located {
-            pos: raw.0.pos.clone(),
-            value: v,
+        Y::Int(_) | Y::Str(_) | Y::Seq(_) => value(diags, raw).and_then(|v| {
+            // A constant is checked now; a template when the plan is checked.
+            if let Some(c) = v.as_const() {
+                let json = crate::template::to_json(c).unwrap_or_default();
+                ok(diags, status_codes(&json, &raw.0.pos))?;
+            }
+            Some(Located {
+                pos: raw.0.pos.clone(),
+                value: v,
+            })
         }),
         other => {
             diags.push(Diagnostic::new(
@@ -1006,7 +1530,17 @@ fn matcher(diags: &mut Diagnostics, raw: &Raw) -> Option<MatcherSpec> {
             regex::Regex::new(&format!("^(?:{})$", m.value))
                 .map(|r| (r, m.value.clone()))
                 .map_err(|e| {
-                    Diagnostic::new(m.pos.clone(), format!("invalid regular expression: {e}"))
+                    // The regex crate's message spans lines; its last line says what is wrong.
+                    let why = e.to_string();
+                    let why = why
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ");
+                    Diagnostic::new(
+                        m.pos.clone(),
+                        format!("invalid regular expression `{}`: {why}", m.value),
+                    )
                 }),
         )
     });

@@ -183,6 +183,20 @@ pub fn read_dir(path: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(names.into_iter().map(|n| base.join(n)).collect())
 }
 
+/// `path`, reached from a file in `base`, kept among the embedded files when `base` is one of
+/// them: a path climbing out of them (or an absolute one) names nothing, rather than a file of
+/// the machine the binary happens to run on.
+pub fn confine(base: &Path, path: PathBuf) -> PathBuf {
+    if !is_embedded(base) || is_embedded(&path) {
+        return path;
+    }
+    let inside: PathBuf = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    Path::new(EMBEDDED_ROOT).join(inside)
+}
+
 /// `path` made absolute against the working folder (embedded paths already are).
 pub fn absolute(path: &Path) -> PathBuf {
     if is_embedded(path) {
@@ -285,6 +299,24 @@ mod tests {
         assert_eq!(embedded_relative(Path::new("/tmp/x")), None);
         let err = read(&emb("specs/nope.yaml")).unwrap_err();
         assert!(err.to_string().contains("specs/nope.yaml"), "{err}");
+    }
+
+    #[test]
+    fn a_path_out_of_the_embedded_files_stays_among_them() {
+        let base = emb("specs/1.1");
+        assert_eq!(
+            confine(&base, PathBuf::from("/etc/passwd")),
+            emb("etc/passwd")
+        );
+        assert_eq!(
+            confine(&base, emb("datasets/x.yaml")),
+            emb("datasets/x.yaml")
+        );
+        let disk = Path::new("/repo/specs/1.1");
+        assert_eq!(
+            confine(disk, PathBuf::from("/etc/x")),
+            PathBuf::from("/etc/x")
+        );
     }
 
     #[test]

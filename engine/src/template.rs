@@ -9,7 +9,9 @@
 //! Everything is compiled once when the pack loads, against one process-wide environment, so
 //! template syntax errors are load errors with a file:line, and running never re-parses.
 
-use std::sync::{Arc, LazyLock};
+pub mod names;
+
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use base64::Engine as _;
 use minijinja::value::{Kwargs, Object, Rest, Value};
@@ -68,6 +70,7 @@ pub struct Tmpl {
     /// Where it was written.
     pub pos: Pos,
     compiled: Option<Arc<minijinja::Template<'static, 'static>>>,
+    names: Arc<OnceLock<names::Names>>,
 }
 
 impl std::fmt::Debug for Tmpl {
@@ -92,6 +95,7 @@ impl Tmpl {
             src,
             pos: pos.clone(),
             compiled,
+            names: Arc::default(),
         })
     }
 
@@ -101,6 +105,7 @@ impl Tmpl {
             src: Box::leak(s.to_string().into_boxed_str()),
             pos: Pos::default(),
             compiled: None,
+            names: Arc::default(),
         }
     }
 
@@ -110,8 +115,19 @@ impl Tmpl {
             None => Ok(self.src.to_string()),
             Some(t) => t
                 .render(ctx)
-                .map_err(|e| template_error(&self.pos, self.src, &e)),
+                .map_err(|e| failure(&self.pos, self.src, self.names(), ctx, &e)),
         }
+    }
+
+    /// The variables the template reads.
+    pub fn names(&self) -> &names::Names {
+        self.names.get_or_init(|| {
+            if self.compiled.is_some() {
+                names::Names::of_template(self.src)
+            } else {
+                names::Names::default()
+            }
+        })
     }
 
     /// Whether the text contains template syntax.
@@ -128,6 +144,7 @@ pub struct Expr {
     /// Where it was written.
     pub pos: Pos,
     compiled: Arc<minijinja::Expression<'static, 'static>>,
+    names: Arc<OnceLock<names::Names>>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -151,6 +168,7 @@ impl Expr {
             src,
             pos: pos.clone(),
             compiled: Arc::new(compiled),
+            names: Arc::default(),
         })
     }
 
@@ -158,33 +176,77 @@ impl Expr {
     pub fn eval(&self, ctx: &Value) -> Result<Value, Diagnostic> {
         self.compiled
             .eval(ctx)
-            .map_err(|e| template_error(&self.pos, self.src, &e))
+            .map_err(|e| failure(&self.pos, self.src, self.names(), ctx, &e))
     }
 
-    /// Evaluates the expression as a condition.
+    /// Evaluates the expression as a condition. A condition that reads an undefined name is an
+    /// error, not false: `when: config.apis.psuh` must not quietly turn a check off.
     pub fn truthy(&self, ctx: &Value) -> Result<bool, Diagnostic> {
-        Ok(self.eval(ctx)?.is_true())
+        let v = self.eval(ctx)?;
+        if let Some(d) = self.undefined(ctx) {
+            return Err(d);
+        }
+        if v.is_undefined() {
+            return Err(Diagnostic::new(
+                self.pos.clone(),
+                format!("the condition `{}` is undefined", self.src),
+            )
+            .with_hint("write `x is defined` or `x | default(false)` for what may be missing"));
+        }
+        Ok(v.is_true())
     }
 
-    /// The top-level variable names the expression reads.
-    pub fn names(&self) -> std::collections::HashSet<String> {
-        self.compiled.undeclared_variables(false)
+    /// The first name the expression reads that `ctx` leaves undefined, as an error.
+    pub fn undefined(&self, ctx: &Value) -> Option<Diagnostic> {
+        undefined_error(&self.pos, self.src, self.names(), ctx)
     }
+
+    /// The variables the expression reads.
+    pub fn names(&self) -> &names::Names {
+        self.names.get_or_init(|| names::Names::of_expr(self.src))
+    }
+}
+
+/// The error for the first undefined name a template reads, placed at the name.
+fn undefined_error(pos: &Pos, src: &str, names: &names::Names, ctx: &Value) -> Option<Diagnostic> {
+    let m = names.missing(ctx, &names::Known).into_iter().next()?;
+    let mut d = Diagnostic::new(names::position(pos, src, m.offset), m.message);
+    d.hint = m.hint;
+    Some(d)
+}
+
+/// A failed evaluation as a diagnostic: an undefined name is named (minijinja only says
+/// "undefined value"), anything else keeps minijinja's message.
+fn failure(pos: &Pos, src: &str, names: &names::Names, ctx: &Value, e: &MjError) -> Diagnostic {
+    // An undefined value fails in many ways (`2 * sise`: "unsupported types number and
+    // undefined"); the undefined name is what to fix.
+    if let Some(d) = undefined_error(pos, src, names, ctx) {
+        return d;
+    }
+    template_error(pos, src, e)
 }
 
 /// A YAML value whose strings are templates (a whole-string `{{ x }}` keeps x's type).
 #[derive(Clone, Debug)]
 pub enum ValueTmpl {
-    /// A constant (no template inside).
-    Const(Value),
+    /// A constant (no template inside), and where it is written.
+    Const(Value, Pos),
     /// A string that is one expression: evaluates to any type.
     Expr(Expr),
     /// A string template: evaluates to a string.
     Str(Tmpl),
     /// A list of value templates.
-    Seq(Vec<ValueTmpl>),
+    Seq(Vec<ValueTmpl>, Pos),
     /// A mapping; keys are string templates.
-    Map(Vec<(Tmpl, ValueTmpl)>),
+    Map(Vec<(Tmpl, ValueTmpl)>, Pos),
+}
+
+/// One template inside a [`ValueTmpl`].
+pub enum Part<'a> {
+    /// A whole-string expression.
+    Expr(&'a Expr),
+    /// A string template (or a mapping key).
+    Tmpl(&'a Tmpl),
 }
 
 impl ValueTmpl {
@@ -197,21 +259,17 @@ impl ValueTmpl {
                     .iter()
                     .map(ValueTmpl::new)
                     .collect::<Result<Vec<_>, _>>()?;
-                if items.iter().all(|i| matches!(i, ValueTmpl::Const(_))) {
-                    ValueTmpl::Const(Value::from(
-                        items
-                            .into_iter()
-                            .map(|i| {
-                                if let ValueTmpl::Const(v) = i {
-                                    v
-                                } else {
-                                    unreachable!()
-                                }
-                            })
-                            .collect::<Vec<_>>(),
-                    ))
+                if items.iter().all(|i| matches!(i, ValueTmpl::Const(..))) {
+                    let values = items
+                        .into_iter()
+                        .filter_map(|i| match i {
+                            ValueTmpl::Const(v, _) => Some(v),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>();
+                    ValueTmpl::Const(Value::from(values), node.pos.clone())
                 } else {
-                    ValueTmpl::Seq(items)
+                    ValueTmpl::Seq(items, node.pos.clone())
                 }
             }
             Y::Map(entries) => {
@@ -219,9 +277,12 @@ impl ValueTmpl {
                 for (k, v) in entries {
                     out.push((Tmpl::new(&k.scalar_text(), &k.pos)?, ValueTmpl::new(v)?));
                 }
-                ValueTmpl::Map(out)
+                ValueTmpl::Map(out, node.pos.clone())
             }
-            _ => ValueTmpl::Const(Value::from(minijinja::value::Serde(node.to_json()))),
+            _ => ValueTmpl::Const(
+                Value::from(minijinja::value::Serde(node.to_json())),
+                node.pos.clone(),
+            ),
         })
     }
 
@@ -232,7 +293,7 @@ impl ValueTmpl {
         } else if is_template(s) {
             ValueTmpl::Str(Tmpl::new(s, pos)?)
         } else {
-            ValueTmpl::Const(Value::from(s))
+            ValueTmpl::Const(Value::from(s), pos.clone())
         })
     }
 
@@ -243,22 +304,64 @@ impl ValueTmpl {
 
     /// A constant value.
     pub fn constant(v: Value) -> Self {
-        ValueTmpl::Const(v)
+        ValueTmpl::Const(v, Pos::default())
     }
 
-    /// Evaluates to a minijinja value.
+    /// The constant value, when there is no template inside.
+    pub fn as_const(&self) -> Option<&Value> {
+        match self {
+            ValueTmpl::Const(v, _) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Every template inside, depth first (mapping keys before their values).
+    pub fn parts(&self) -> Vec<Part<'_>> {
+        let mut out = Vec::new();
+        self.collect_parts(&mut out);
+        out
+    }
+
+    fn collect_parts<'a>(&'a self, out: &mut Vec<Part<'a>>) {
+        match self {
+            ValueTmpl::Const(..) => {}
+            ValueTmpl::Expr(e) => out.push(Part::Expr(e)),
+            ValueTmpl::Str(t) => out.push(Part::Tmpl(t)),
+            ValueTmpl::Seq(items, _) => items.iter().for_each(|i| i.collect_parts(out)),
+            ValueTmpl::Map(entries, _) => {
+                for (k, v) in entries {
+                    if k.is_dynamic() {
+                        out.push(Part::Tmpl(k));
+                    }
+                    v.collect_parts(out);
+                }
+            }
+        }
+    }
+
+    /// Evaluates to a minijinja value. A whole-string expression that is undefined because it
+    /// reads an undefined name is an error (`"{{ blob.digst }}"`); one that is undefined on
+    /// purpose (`"{{ x if cond }}"` with cond false) is the undefined value.
     pub fn eval(&self, ctx: &Value) -> Result<Value, Diagnostic> {
         Ok(match self {
-            ValueTmpl::Const(v) => v.clone(),
-            ValueTmpl::Expr(e) => e.eval(ctx)?,
+            ValueTmpl::Const(v, _) => v.clone(),
+            ValueTmpl::Expr(e) => {
+                let v = e.eval(ctx)?;
+                if v.is_undefined() {
+                    if let Some(d) = e.undefined(ctx) {
+                        return Err(d);
+                    }
+                }
+                v
+            }
             ValueTmpl::Str(t) => Value::from(t.render(ctx)?),
-            ValueTmpl::Seq(items) => Value::from(
+            ValueTmpl::Seq(items, _) => Value::from(
                 items
                     .iter()
                     .map(|i| i.eval(ctx))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
-            ValueTmpl::Map(entries) => {
+            ValueTmpl::Map(entries, _) => {
                 // An entry whose value is undefined (`"{{ x if cond }}"` with cond false) is left
                 // out, so optional fields are written naturally.
                 let mut m = Vec::new();
@@ -290,17 +393,12 @@ impl ValueTmpl {
         })
     }
 
-    /// The source position of this value (best effort).
+    /// Where the value is written.
     pub fn pos(&self) -> Pos {
         match self {
             ValueTmpl::Expr(e) => e.pos.clone(),
             ValueTmpl::Str(t) => t.pos.clone(),
-            ValueTmpl::Seq(items) => items.first().map(ValueTmpl::pos).unwrap_or_default(),
-            ValueTmpl::Map(entries) => entries
-                .first()
-                .map(|(k, _)| k.pos.clone())
-                .unwrap_or_default(),
-            ValueTmpl::Const(_) => Pos::default(),
+            ValueTmpl::Const(_, p) | ValueTmpl::Seq(_, p) | ValueTmpl::Map(_, p) => p.clone(),
         }
     }
 }

@@ -199,13 +199,21 @@ fn parse_here(path: &Path, text: &str) -> Result<Node, Diagnostic> {
     match result {
         Ok(node) => Ok(node),
         Err(e) => {
-            let (line, col) = e
+            let (line, mut col) = e
                 .location()
                 .map_or((0, 0), |l| (l.line() as u32, l.column() as u32));
-            Err(Diagnostic::new(
-                Pos::new(&file, line, col),
-                parser_message(&e),
-            ))
+            let message = parser_message(&e);
+            // The parser points past the indentation; the problem is the tab in it.
+            if message.contains("tab") {
+                if let Some(at) = text
+                    .lines()
+                    .nth((line as usize).saturating_sub(1))
+                    .and_then(|l| l.chars().position(|c| c == '\t'))
+                {
+                    col = at as u32 + 1;
+                }
+            }
+            Err(Diagnostic::new(Pos::new(&file, line, col), message))
         }
     }
 }
@@ -228,6 +236,11 @@ fn parser_message(e: &serde_saphyr::Error) -> String {
         _ => first,
     };
     let msg = msg.split(", set DuplicateKeyPolicy").next().unwrap_or(msg);
+    // The position is shown with the file name; the parser's own copy of it goes.
+    let msg = match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(", column ") => &msg[..i],
+        _ => msg,
+    };
     if msg.contains("budget breached: Depth")
         || msg.contains("budget breached: FlowNesting")
         || msg.contains("recursion limit exceeded")
@@ -350,6 +363,16 @@ mod tests {
     fn only_yaml_1_2_booleans() {
         let n = parse(Path::new("b.yaml"), "n: 1\ny: yes\nz: true\n").unwrap();
         assert_eq!(n.to_json().to_string(), r#"{"n":1,"y":"yes","z":true}"#);
+        // What docs/format.md says: the YAML 1.2 spellings, and no others.
+        let n = parse(
+            Path::new("b.yaml"),
+            "[true, True, TRUE, false, False, FALSE, yes, no, on, off, y, n, Yes, tRue]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            n.to_json().to_string(),
+            r#"[true,true,true,false,false,false,"yes","no","on","off","y","n","Yes","tRue"]"#
+        );
     }
 
     #[test]
@@ -358,6 +381,14 @@ mod tests {
         assert_eq!(e.pos.line, 3);
         assert!(e.message.contains("duplicate"), "{}", e.message);
         assert!(!e.message.contains("DuplicateKeyPolicy"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_pointed_at() {
+        let e = parse(Path::new("t.yaml"), "a:\n  b:\n\t  c: 1\n").unwrap_err();
+        assert_eq!((e.pos.line, e.pos.col), (3, 1), "{e}");
+        assert!(e.message.contains("tab"), "{}", e.message);
+        assert!(!e.message.contains("at line"), "{}", e.message);
     }
 
     #[test]

@@ -130,6 +130,23 @@ fn report_html_renders_in_chromium_with_what_a_failure_needs() {
         .unwrap()
         .to_string();
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html written");
+    // The finding starts with its step's name, and results.yaml numbers its exchange as the
+    // report does.
+    let finding = &test_entry(&r, FAILING)["failures"][0];
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("upload the blob: PUT "),
+        "{finding}"
+    );
+    let n = finding["exchange"]
+        .as_u64()
+        .expect("the exchange it was decided on");
+    assert!(
+        html.contains(&format!("-x{n}\">exchange #{n}</a>")),
+        "exchange {n} of results.yaml is not #{n} of the report"
+    );
 
     // Self-contained: nothing is loaded from anywhere.
     for banned in ["<script", "<link", "src=", "@import", "url("] {
@@ -370,7 +387,8 @@ fn console_modes_plain_quiet_verbose() {
         String::from_utf8_lossy(&o.stderr),
     );
     assert!(
-        stderr.contains(&format!("FAIL {FAILING}: PUT /v2/")),
+        // the step's name leads what it found
+        stderr.contains(&format!("FAIL {FAILING}: upload the blob: PUT /v2/")),
         "{stderr}"
     );
     assert!(

@@ -116,6 +116,12 @@ const ROWS: &[Row] = &[
     },
     Row {
         schema: schema::SCENARIO,
+        pointer: "/$defs/param",
+        kind: FileKind::Scenario,
+        context: r#"{"name": "g", "params": {"p": @}, "items": []}"#,
+    },
+    Row {
+        schema: schema::SCENARIO,
         pointer: "/$defs/step",
         kind: FileKind::Scenario,
         context: STEP,

@@ -187,7 +187,15 @@ fn body(b: &crate::http::BodySummary) -> String {
             b.len,
             b.digest.as_deref().unwrap_or("")
         ),
-        None => format!("({} bytes, {})", b.len, b.digest.as_deref().unwrap_or("")),
+        None => format!(
+            "({} bytes, not text, {}{})",
+            b.len,
+            b.digest.as_deref().unwrap_or(""),
+            b.head
+                .as_ref()
+                .map(|h| format!(", starting {h}"))
+                .unwrap_or_default()
+        ),
     }
 }
 

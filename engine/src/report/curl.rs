@@ -368,6 +368,7 @@ mod tests {
             len: 4,
             text: None,
             digest: Some("sha256:abcd".into()),
+            ..BodySummary::default()
         };
         put.sent_body = ReqBody::Bytes(Arc::new(bytes));
         put.request_headers = vec![
@@ -395,7 +396,7 @@ mod tests {
         put.request_body = BodySummary {
             len: text.len() as u64,
             text: Some(text.into()),
-            digest: None,
+            ..BodySummary::default()
         };
         let r = reproduce(&[put], &Options::default());
         assert!(

@@ -40,7 +40,7 @@ pub fn exchange(method: &str, url: &str, status: u16) -> Exchange {
         response_body: BodySummary {
             len: text.len() as u64,
             text: Some(text.into()),
-            digest: None,
+            ..BodySummary::default()
         },
         elapsed_ms: 1.5,
         ..Exchange::default()

@@ -484,9 +484,10 @@ fn body_view(b: &BodySummary) -> BodyView {
                 digest,
             }
         }
+        // The first bytes in hex, never the raw bytes.
         None => BodyView {
             kind: "binary",
-            text: String::new(),
+            text: b.head.clone().unwrap_or_default(),
             len: b.len,
             digest,
         },

@@ -66,8 +66,9 @@ impl Progress {
     pub fn finish(&self) {
         if self.mode == Mode::Live {
             let _guard = self.current.lock();
-            eprint!("\r\x1b[2K");
-            let _ = std::io::stderr().flush();
+            let mut err = std::io::stderr();
+            let _ = err.write_all(b"\r\x1b[2K");
+            let _ = err.flush();
         }
     }
 
