@@ -151,8 +151,11 @@ fn ferro_oci_server_1_1() {
             // The `{}` blob is still there after a 202 delete.
             ("Blob delete atomic", "FAIL"),
             ("Blob upload cancel", "Disabled"),
-            // A sha512 index is refused although its children were accepted.
-            ("Manifest put by digest", "FAIL"),
+            // ferro refuses sha512 manifests (400, optional: only SHA-256 is a MUST), then the
+            // sha512 index of those refused children with MANIFEST_BLOB_UNKNOWN: a refusal of
+            // references to missing content (R43, R44), so Skip, not FAIL (the official suite
+            // fails it).
+            ("Manifest put by digest", "Pass"),
             // Non-distributable layers refused with MANIFEST_BLOB_UNKNOWN: allowed (R43, R44).
             ("Manifest put by tag", "Pass"),
             ("Manifest get by digest", "Pass"),
@@ -183,7 +186,8 @@ fn ferro_oci_server_1_1() {
             ("Blobs sha512", "Pass"),
             ("Custom Fields", "Pass"),
             ("Data Field", "Pass"),
-            ("Digest Algorithm sha512", "FAIL"),
+            // sha512 manifests refused (optional), and the index of them as dangling (R43).
+            ("Digest Algorithm sha512", "Pass"),
             ("Empty Index", "Pass"),
             ("Image", "Pass"),
             ("Image Uncompressed", "Pass"),
@@ -204,6 +208,10 @@ fn ferro_oci_server_1_1() {
     );
     assert_eq!(
         status_of(&r, "non-distributable-layers/push/manifest-by-digest"),
+        "Skip"
+    );
+    assert_eq!(
+        status_of(&r, "sha512/push/manifest-by-digest[index]"),
         "Skip"
     );
     assert_eq!(status_of(&r, "extra/tag listing/pagination"), "Pass");
@@ -227,6 +235,27 @@ fn docker_registry_1_0_and_dev() {
         .unwrap()
         .iter()
         .all(|t| t["id"] != "sha256 blobs/mount anonymous/blob-head"));
+    // Range on PATCH answers and the upload status GET are new in 1.1: the case checking them
+    // after each chunk is left out of a 1.0 run; Link pagination (R135) is Disabled there.
+    assert!(
+        r["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["id"] != "extra/uploads/status after each chunk"),
+        "the upload status case runs in 1.0"
+    );
+    assert_eq!(status_of(&r, "extra/tag listing/pagination"), "Disabled");
+    // 1.0.1 asks for 404 only when a blob is not in the registry: not checked while the mount
+    // source still holds it.
+    assert_eq!(
+        status_of(&r, "sha256 blobs/mount/blob-delete-atomic"),
+        "Skip"
+    );
+    assert_eq!(
+        status_of(&r, "sha256 blobs/mount/blob-delete-atomic#2"),
+        "Pass"
+    );
 
     let reg = Registry::docker();
     let r = run(&reg, "dev");
