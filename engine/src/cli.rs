@@ -1100,14 +1100,7 @@ fn lint_targets(p: &Path) -> Vec<PathBuf> {
     if source::is_file(p) || source::is_file(&p.join("pack.yaml")) {
         return vec![p.to_path_buf()];
     }
-    let mut out: Vec<PathBuf> = source::read_dir(p)
-        .map(|entries| {
-            entries
-                .into_iter()
-                .filter(|d| source::is_file(&d.join("pack.yaml")))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut out = pack::available(p).unwrap_or_default();
     // The self-test's alterations, next to the packs.
     let alterations = p.join(pack::ALTERATIONS);
     if !out.is_empty() && source::is_dir(&alterations) {

@@ -139,15 +139,7 @@ fn caught_by_problems(
     let mut diags = Diagnostics::default();
     let mut missing: indexmap::IndexMap<(String, String), (Pos, Vec<String>)> =
         indexmap::IndexMap::new();
-    let packs: Vec<PathBuf> = source::read_dir(specs)
-        .map(|entries| {
-            entries
-                .into_iter()
-                .filter(|d| source::is_file(&d.join("pack.yaml")))
-                .collect()
-        })
-        .unwrap_or_default();
-    for dir in packs {
+    for dir in pack::available(specs).unwrap_or_default() {
         // A pack that does not load or plan is reported by its own lint.
         let Ok(pack) = pack::load(&dir) else { continue };
         let Ok(cfg) = config::resolve(

@@ -126,6 +126,43 @@ impl PlanNode<'_> {
     }
 }
 
+/// One step of a sequence of siblings: a node on its own, or the lanes of a concurrent batch
+/// (each lane a run of siblings that go one after the other).
+pub enum Step<'a, 'p> {
+    /// A node run in sequence.
+    One(&'a PlanNode<'p>),
+    /// The lanes of one batch, in plan order.
+    Batch(Vec<&'a [PlanNode<'p>]>),
+}
+
+/// Splits siblings into the steps the runner takes at nesting `level` of their lanes.
+pub fn steps<'a, 'p>(nodes: &'a [PlanNode<'p>], level: usize) -> Vec<Step<'a, 'p>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < nodes.len() {
+        let Some(lane) = nodes[i].lanes.get(level) else {
+            out.push(Step::One(&nodes[i]));
+            i += 1;
+            continue;
+        };
+        let end = i + nodes[i..]
+            .iter()
+            .take_while(|n| n.lanes.get(level).map(|l| l.batch) == Some(lane.batch))
+            .count();
+        let mut lanes = Vec::new();
+        let mut start = i;
+        for j in i + 1..=end {
+            if j == end || nodes[j].lanes[level].lane != nodes[start].lanes[level].lane {
+                lanes.push(&nodes[start..j]);
+                start = j;
+            }
+        }
+        out.push(Step::Batch(lanes));
+        i = end;
+    }
+    out
+}
+
 /// The whole plan.
 pub struct Plan<'p> {
     /// The root group.

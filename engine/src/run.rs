@@ -17,7 +17,7 @@ use crate::content::Store;
 use crate::diag::{Diagnostic, Pos};
 use crate::expect::{self, CheckEnv, Schemas};
 use crate::http::{Client, Exchange, Recv, ReqBody, Request, Response};
-use crate::plan::{Plan, PlanKind, PlanNode};
+use crate::plan::{Plan, PlanKind, PlanNode, Step};
 use crate::results::{CaseResult, Finding, GroupResult, ResultNode, Status};
 use crate::scenario::{BodySpec, CaseSpec, Level, RequestSpec, StepSpec};
 use crate::schedule::Schedule;
@@ -211,19 +211,11 @@ impl Walk<'_, '_> {
         forced: Option<(Status, String)>,
     ) -> Vec<ResultNode> {
         let mut out = Vec::new();
-        let mut i = 0;
-        while i < nodes.len() {
-            let Some(lane) = nodes[i].lanes.get(level) else {
-                out.extend(self.node(&nodes[i], frame, forced.clone()));
-                i += 1;
-                continue;
-            };
-            let end = i + nodes[i..]
-                .iter()
-                .take_while(|n| n.lanes.get(level).map(|l| l.batch) == Some(lane.batch))
-                .count();
-            out.extend(self.batch(&nodes[i..end], level, frame, &forced));
-            i = end;
+        for step in crate::plan::steps(nodes, level) {
+            match step {
+                Step::One(node) => out.extend(self.node(node, frame, forced.clone())),
+                Step::Batch(lanes) => out.extend(self.batch(lanes, level, frame, &forced)),
+            }
         }
         out
     }
@@ -232,19 +224,11 @@ impl Walk<'_, '_> {
     /// declaration above stays in the lane), at the same time when the run is parallel.
     fn batch(
         &self,
-        nodes: &[PlanNode<'_>],
+        lanes: Vec<&[PlanNode<'_>]>,
         level: usize,
         frame: &Arc<Scope>,
         forced: &Option<(Status, String)>,
     ) -> Vec<ResultNode> {
-        let mut lanes: Vec<&[PlanNode<'_>]> = Vec::new();
-        let mut start = 0;
-        for i in 1..=nodes.len() {
-            if i == nodes.len() || nodes[i].lanes[level].lane != nodes[start].lanes[level].lane {
-                lanes.push(&nodes[start..i]);
-                start = i;
-            }
-        }
         let run_lane = |lane: &[PlanNode<'_>]| {
             let lane_frame = Scope::child(frame, IndexMap::new());
             self.sequence(lane, level + 1, &lane_frame, forced.clone())

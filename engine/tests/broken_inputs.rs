@@ -16,20 +16,6 @@ use oci_conform::{config, content, dataset, pack, plan, scenario, yaml};
 
 use common::{bin, root, TempDir};
 
-/// Copies a folder tree.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn every_broken_input_is_reported_with_its_message_and_exit_code_2() {
     let cases_dir = root().join("engine/tests/broken");
@@ -44,7 +30,7 @@ fn every_broken_input_is_reported_with_its_message_and_exit_code_2() {
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let work = TempDir::new("broken");
-        copy_dir(case, &work.0);
+        common::copy_dir(case, &work.0);
         let args = std::fs::read_to_string(case.join("cmd"))
             .unwrap_or_else(|_| panic!("{name}: no `cmd` file"));
         let expected = std::fs::read_to_string(case.join("expected.txt"))

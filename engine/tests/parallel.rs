@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::registry::Registry;
 use common::{reason, run_against, status_of, text, TempDir};
 
@@ -174,22 +172,9 @@ fn ferro_dev() {
 fn packs_copy(tag: &str) -> TempDir {
     let dir = TempDir::new(tag);
     for part in ["specs", "datasets", "schemas"] {
-        copy_tree(&common::root().join(part), &dir.join(part));
+        common::copy_dir(&common::root().join(part), &dir.join(part));
     }
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Removes `line` (exactly one) from a file of the copy.

@@ -160,7 +160,7 @@ fn a_violation_whose_test_is_gone_makes_the_selftest_fail() {
     // A copy of the packs without the case that catches `blob-head-missing-200`.
     let tmp = TempDir::new("selftest-gone");
     for tree in ["specs", "datasets", "schemas"] {
-        copy_dir(&root().join(tree), &tmp.join(tree));
+        common::copy_dir(&root().join(tree), &tmp.join(tree));
     }
     let case = tmp.join("specs/1.1/extra/repository.yaml");
     let yaml = std::fs::read_to_string(&case).unwrap();
@@ -197,17 +197,4 @@ fn a_violation_whose_test_is_gone_makes_the_selftest_fail() {
         "{}",
         text(&o)
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }

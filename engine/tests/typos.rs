@@ -77,20 +77,6 @@ fn corpus(dir: &Path, lint: &str) -> Vec<Typo> {
         .collect()
 }
 
-/// Copies a folder tree.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Where a corpus makes its typos.
 #[derive(Clone, Copy)]
 enum Base {
@@ -104,14 +90,14 @@ enum Base {
 fn fresh(base: Base) -> TempDir {
     let dir = TempDir::new("typo");
     match base {
-        Base::Fixture => copy_dir(&root().join("engine/tests/typos/fixture"), &dir.0),
+        Base::Fixture => common::copy_dir(&root().join("engine/tests/typos/fixture"), &dir.0),
         Base::Shipped => {
             for d in ["specs", "datasets"] {
-                copy_dir(&root().join(d), &dir.join(d));
+                common::copy_dir(&root().join(d), &dir.join(d));
             }
         }
     }
-    copy_dir(&root().join("schemas"), &dir.join("schemas"));
+    common::copy_dir(&root().join("schemas"), &dir.join("schemas"));
     dir
 }
 

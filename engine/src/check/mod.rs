@@ -29,7 +29,7 @@ use minijinja::value::{Value, ValueKind};
 
 use crate::content::Store;
 use crate::diag::{Diagnostic, Diagnostics, Pos};
-use crate::plan::{Plan, PlanKind, PlanNode};
+use crate::plan::{Plan, PlanKind, PlanNode, Step};
 use crate::scenario::{BodySpec, CaseSpec, ExpectSpec, MatcherSpec, RequestSpec, StepSpec};
 use crate::template::names::{position, Guard, Names, Oracle};
 use crate::template::{Expr, Part, Scope, Tmpl, ValueTmpl};
@@ -226,26 +226,16 @@ impl Checker<'_> {
     /// Siblings in order; each lane of a concurrent batch in a frame of its own, as the runner
     /// gives it (what a lane's cases export without a declaration above stays in the lane).
     fn sequence(&mut self, nodes: &[PlanNode<'_>], level: usize, frame: &Arc<Scope>) {
-        let mut i = 0;
-        while i < nodes.len() {
-            let Some(lane) = nodes[i].lanes.get(level) else {
-                self.node(&nodes[i], frame);
-                i += 1;
-                continue;
-            };
-            let end = i + nodes[i..]
-                .iter()
-                .take_while(|n| n.lanes.get(level).map(|l| l.batch) == Some(lane.batch))
-                .count();
-            let mut start = i;
-            for j in i + 1..=end {
-                if j == end || nodes[j].lanes[level].lane != nodes[start].lanes[level].lane {
-                    let lane_frame = Scope::child(frame, IndexMap::new());
-                    self.sequence(&nodes[start..j], level + 1, &lane_frame);
-                    start = j;
+        for step in crate::plan::steps(nodes, level) {
+            match step {
+                Step::One(node) => self.node(node, frame),
+                Step::Batch(lanes) => {
+                    for lane in lanes {
+                        let lane_frame = Scope::child(frame, IndexMap::new());
+                        self.sequence(lane, level + 1, &lane_frame);
+                    }
                 }
             }
-            i = end;
         }
     }
 
