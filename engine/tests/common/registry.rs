@@ -82,19 +82,26 @@ impl Registry {
         let port = free_port();
         let bin = which("ferro-oci-server")
             .expect("ferro-oci-server is not installed: cargo install --locked ferro-oci-server");
+        let log = dir.join("ferro.log");
         let child = Command::new(bin)
             .env("FERRO_OCI_LISTEN", format!("127.0.0.1:{port}"))
             .env("FERRO_OCI_STORAGE_DIR", dir.join("data"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).map_or(Stdio::null(), Stdio::from))
             .spawn()
             .expect("start ferro-oci-server");
-        let reg = Registry {
+        let mut reg = Registry {
             child,
             addr: format!("127.0.0.1:{port}"),
             dir,
         };
-        wait_listening(port);
+        // A server that exits (say, its port was taken) must not pass for one that listens.
+        if let Ok(Some(status)) = wait_or_exit(port, &mut reg.child) {
+            panic!(
+                "ferro-oci-server exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         reg
     }
 
@@ -151,17 +158,6 @@ fn wait_or_exit(port: u16, child: &mut Child) -> std::io::Result<Option<std::pro
         }
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server on port {port} did not start within 20 s");
-}
-
-fn wait_listening(port: u16) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
