@@ -153,15 +153,8 @@ enum Command {
 struct SelftestArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Where to write selftest.yaml and the reports of rows that do not hold (OCI_RESULTS_DIR).
-    #[arg(long = "results-dir")]
-    results_dir: Option<String>,
-    /// Seconds a request may go without progress (OCI_REQUEST_TIMEOUT).
-    #[arg(long)]
-    timeout: Option<u64>,
-    /// Tests that may run at once within each run (OCI_PARALLEL).
-    #[arg(short = 'j', long = "parallel")]
-    parallel: Option<u64>,
+    #[command(flatten)]
+    run: RunOptions,
     /// The registry under test, matched against the alterations' `targets`
     /// (e.g. docker-registry, ferro-oci-server); alterations with targets apply only then.
     #[arg(long)]
@@ -319,19 +312,38 @@ struct ConfigArgs {
     set: Vec<String>,
 }
 
+/// What `run` and `selftest` take beyond the configuration: where results go and how runs send.
 #[derive(Args, Debug)]
-struct RunArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
-    /// Where to write the results (OCI_RESULTS_DIR).
+struct RunOptions {
+    /// Where to write the results (results.yaml and reports; for selftest, selftest.yaml and the
+    /// reports of rows that do not hold) (OCI_RESULTS_DIR).
     #[arg(long = "results-dir")]
     results_dir: Option<String>,
     /// Seconds a request may go without progress (OCI_REQUEST_TIMEOUT).
     #[arg(long)]
     timeout: Option<u64>,
-    /// Tests that may run at once (OCI_PARALLEL; default 8); verdicts are the same with 1.
+    /// Tests that may run at once in a run (OCI_PARALLEL; default 8); verdicts are the same with 1.
     #[arg(short = 'j', long = "parallel")]
     parallel: Option<u64>,
+}
+
+impl RunOptions {
+    /// The configuration layer these flags make (above the variables and the file).
+    fn layer(&self) -> [(&'static str, Option<J>); 3] {
+        [
+            ("resultsDir", self.results_dir.clone().map(J::from)),
+            ("requestTimeout", self.timeout.map(J::from)),
+            ("parallel", self.parallel.map(J::from)),
+        ]
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    run: RunOptions,
     /// Print only the summary.
     #[arg(short, long)]
     quiet: bool,
@@ -528,11 +540,7 @@ fn run(
     env: &IndexMap<String, String>,
     color: ColorWhen,
 ) -> Result<i32, Diagnostics> {
-    let extra = [
-        ("resultsDir", args.results_dir.clone().map(J::from)),
-        ("requestTimeout", args.timeout.map(J::from)),
-        ("parallel", args.parallel.map(J::from)),
-    ];
+    let extra = args.run.layer();
     let Loaded {
         pack,
         config,
@@ -902,11 +910,7 @@ fn selftest(
         .with_hint("use --only ID to run some alterations")
         .into());
     }
-    let extra = [
-        ("resultsDir", args.results_dir.clone().map(J::from)),
-        ("requestTimeout", args.timeout.map(J::from)),
-        ("parallel", args.parallel.map(J::from)),
-    ];
+    let extra = args.run.layer();
     let Loaded { pack, config, .. } = load(&args.config, env, &extra)?;
     let specs = pack::specs_dir(args.config.specs.as_deref());
     let (all, notes) = alterations_and_notes(&specs)?;
