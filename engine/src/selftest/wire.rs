@@ -6,6 +6,8 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
+use crate::template::decode_component;
+
 /// The longest request head accepted.
 const MAX_HEAD: usize = 64 << 10;
 
@@ -310,34 +312,13 @@ impl<W: Write> ChunkedWriter<W> {
     }
 }
 
-/// Decodes `%XX` escapes (a `+` stays a `+`: registries' query values are not form-encoded).
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) =
-                u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16)
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The pairs of a raw query string: (raw pair text, decoded name, decoded value).
 pub fn query_pairs(raw: &str) -> Vec<(String, String, String)> {
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (p.to_string(), percent_decode(k), percent_decode(v))
+            (p.to_string(), decode_component(k), decode_component(v))
         })
         .collect()
 }
@@ -397,7 +378,7 @@ mod tests {
 
     #[test]
     fn queries_decode() {
-        assert_eq!(percent_decode("sha256%3Aab+c%2"), "sha256:ab+c%2");
+        assert_eq!(decode_component("sha256%3Aab+c%2"), "sha256:ab+c%2");
         let q = query_pairs("n=2&last=a%2Fb&flag");
         assert_eq!(q[1], ("last=a%2Fb".into(), "last".into(), "a/b".into()));
         assert_eq!(q[2].1, "flag");
