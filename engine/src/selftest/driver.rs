@@ -974,7 +974,7 @@ pub fn list(
             .iter()
             .filter(|(r, _)| breaking(r).is_empty())
             .collect();
-        missing.sort_by_key(|(r, _)| req_order(r));
+        missing.sort_by_key(|(r, _)| crate::results::req_order(r));
         out.push_str(&format!(
             "\nRequirement ids the cases cite without a violation that breaks them ({} of {}; no requirement catalogue next to the pack):\n",
             missing.len(),
@@ -1036,12 +1036,6 @@ pub fn list(
         ));
     }
     Ok(out)
-}
-
-/// Sort key of a requirement id (`R9` before `R10`).
-fn req_order(r: &str) -> (String, u32) {
-    let at = r.find(|c: char| c.is_ascii_digit()).unwrap_or(r.len());
-    (r[..at].to_string(), r[at..].parse().unwrap_or(0))
 }
 
 /// The specs folder alterations are read from for a pack (its parent folder).
